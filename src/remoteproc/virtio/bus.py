@@ -1,0 +1,105 @@
+"""The virtio boundary between a transport (the rproc vdev) and a driver (rpmsg).
+
+Rules:
+- ``remoteproc.virtio.rproc_vdev`` implements ``VirtioDevice`` over a ``fw_rsc_vdev`` entry in
+  the live resource table; ``remoteproc.rpmsg`` implements ``VirtioDriver`` for VIRTIO_ID_RPMSG.
+  Neither imports the other: drivers are found through this module's registry, by device id.
+- The status byte, features and config space live in the resource table (device memory); the
+  transport reads and writes them there, so the remote sees every change in place.
+- Feature bits above 31 cannot be offered by a remoteproc vdev (``dfeatures`` is 32 bits), so
+  devices are always legacy: native byte order for rings and rpmsg (spec §9.1).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+# virtio status bits (include/uapi/linux/virtio_config.h)
+VIRTIO_CONFIG_S_ACKNOWLEDGE = 1
+VIRTIO_CONFIG_S_DRIVER = 2
+VIRTIO_CONFIG_S_DRIVER_OK = 4
+VIRTIO_CONFIG_S_FEATURES_OK = 8
+VIRTIO_CONFIG_S_FAILED = 0x80
+
+# transport feature bits kept by vring_transport_features
+VIRTIO_RING_F_INDIRECT_DESC = 28
+VIRTIO_RING_F_EVENT_IDX = 29
+VIRTIO_F_VERSION_1 = 32
+VIRTIO_F_RING_PACKED = 34
+
+VIRTIO_ID_RPMSG = 7
+
+VqCallback = Callable[[Any], None]
+
+
+class VirtioDevice(Protocol):
+    """What a virtio driver may use of its device (the kernel's virtio_config_ops + a few)."""
+
+    id: int  # virtio device id (7 = rpmsg)
+    index: int  # N of "virtioN", unique in the process
+    name: str  # "virtio0"
+    rproc: Any  # the owning remote processor (for events and naming)
+    byteorder: str  # "<" or ">": the remote's order, used for rings and rpmsg headers
+
+    def get_features(self) -> int: ...
+    def finalize_features(self, driver_features: int) -> int: ...  # returns negotiated bits
+    def get_status(self) -> int: ...
+    def set_status(self, status: int) -> None: ...
+    def reset(self) -> None: ...
+    def config_get(self, offset: int, length: int) -> bytes | None: ...
+    def config_set(self, offset: int, data: bytes) -> None: ...
+
+    def find_vqs(
+        self, names: Sequence[str | None], callbacks: Sequence[VqCallback | None]
+    ) -> list[Any]:
+        """Create the host-role virtqueues (``remoteproc.virtio.vring.DriverQueue``)."""
+        ...
+
+    def del_vqs(self) -> None: ...
+
+    def dma_alloc(self, size: int) -> tuple[memoryview, int]:
+        """Shared memory for buffers: (host view, physical address the remote sees)."""
+        ...
+
+    def dma_free(self, pa: int) -> None: ...
+
+
+class VirtioDriver(Protocol):
+    """A driver bound to devices by id; ``probe`` returns the driver's per-device state."""
+
+    name: str
+    device_ids: tuple[int, ...]
+    features: int  # bitmask of the feature bits the driver understands
+
+    def probe(self, vdev: VirtioDevice) -> object: ...
+    def remove(self, vdev: VirtioDevice, state: object) -> None: ...
+
+
+_lock = threading.Lock()
+_drivers: list[VirtioDriver] = []
+
+
+def register_driver(driver: VirtioDriver) -> None:
+    with _lock:
+        if driver not in _drivers:
+            _drivers.append(driver)
+
+
+def unregister_driver(driver: VirtioDriver) -> None:
+    with _lock:
+        if driver in _drivers:
+            _drivers.remove(driver)
+
+
+def driver_for(device_id: int) -> VirtioDriver | None:
+    """The first registered driver for ``device_id``; the rpmsg driver registers on import."""
+    if device_id == VIRTIO_ID_RPMSG:
+        # Import for its side effect (registration) the first time an rpmsg device appears.
+        import remoteproc.rpmsg.virtio_rpmsg_bus  # noqa: F401
+    with _lock:
+        for drv in _drivers:
+            if device_id in drv.device_ids:
+                return drv
+    return None
