@@ -122,6 +122,7 @@ class Finding:
     da: int | None = None
     what: str | None = None
     spec: str | None = None  # e.g. "§5.3"
+    code: str | None = None  # a stable id for scripts and tests, e.g. "vendor-last-ignored"
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
