@@ -253,6 +253,12 @@ def test_unsupported_version_checked_before_reserved(bo: str) -> None:
     check_err(exc, "unsupported fw ver: 2")
 
 
+def test_unsupported_version_printed_as_signed_int() -> None:
+    with pytest.raises(RprocError) as exc:
+        ResourceTable(hdr("<", 0xFFFFFFFF, 0, [])).validate()
+    check_err(exc, "unsupported fw ver: -1")
+
+
 def test_reserved_checked_before_incomplete() -> None:
     data = hdr("<", 1, 100, [], r1=5)
     with pytest.raises(RprocError) as exc:

@@ -214,6 +214,11 @@ def _fit(value: int, size: int, field: str) -> int:
     return value & ((1 << bits) - 1)
 
 
+def _s32(value: int) -> int:
+    """``%d`` of a u32, as printf sees it."""
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 def _name_bytes(name: str | bytes) -> bytes:
     raw = name.encode() if isinstance(name, str) else bytes(name)
     if len(raw) > NAME_SIZE:
@@ -295,7 +300,7 @@ class ResourceTable:
         if self.size < TABLE_HDR_SIZE:
             raise RprocError(errno.EINVAL, "header-less resource table", what=what)
         if self.ver != 1:
-            raise RprocError(errno.EINVAL, f"unsupported fw ver: {self.ver}", what=what)
+            raise RprocError(errno.EINVAL, f"unsupported fw ver: {_s32(self.ver)}", what=what)
         if self.reserved != (0, 0):
             raise RprocError(errno.EINVAL, "non zero reserved bytes", what=what)
         if TABLE_HDR_SIZE + 4 * self.num > self.size:
@@ -798,11 +803,6 @@ class TableBuilder:
 # What ``%pK`` prints for a reader without CAP_SYSLOG when kptr_restrict is set: a zero pointer.
 # We never expose a host address, so every reader gets this.
 _PK_HIDDEN = "0000000000000000"
-
-
-def _s32(value: int) -> int:
-    """``%d`` of a u32, as printf sees it."""
-    return value - (1 << 32) if value & 0x80000000 else value
 
 
 def format_resource_table(view: memoryview | bytearray | bytes | None, byteorder: str = "<") -> str:
