@@ -236,7 +236,8 @@ def _name_text(raw: bytes) -> str:
 # The table header and the walk.
 
 
-@dataclass(frozen=True)
+# eq=False: a writable memoryview cannot be hashed, so entries compare by identity.
+@dataclass(frozen=True, eq=False)
 class RawEntry:
     """One step of the §5.3 walk: the entry at ``offset`` (its ``fw_rsc_hdr``).
 
@@ -308,8 +309,13 @@ class ResourceTable:
 
     def offset(self, i: int) -> int:
         """``offset[i]`` as the kernel's walk reads it: a signed int."""
+        num = self.num
+        if not 0 <= i < num:
+            raise RprocError(
+                errno.EINVAL, f"no entry {i} in a table of {num}", index=i, what="resource entry"
+            )
         pos = TABLE_HDR_SIZE + 4 * i
-        if i < 0 or i >= self.num or pos + 4 > self.size:
+        if pos + 4 > self.size:
             raise RprocError(
                 errno.EINVAL, "resource table incomplete", index=i, what="resource entry"
             )
