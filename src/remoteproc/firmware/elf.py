@@ -1069,10 +1069,14 @@ def find_rsc_table(fw: Firmware) -> RscTableSection | None:
     fw = _as_firmware(fw)
     res = locate_rsc_table(fw)
     if res.table is None:
-        for f in res.findings:
-            if _is_error(f):
-                _logger().warning("%s: %s", fw.name, f.message)
+        for f in _lookup_errors(res):
+            _logger().warning("%s: %s", fw.name, f.message)
     return res.table
+
+
+def _lookup_errors(res: RscTableLookup) -> list[Finding]:
+    """The kernel's complaints on the not-found path (an absent section is silent there)."""
+    return [f for f in res.findings if _is_error(f) and f.code != "no-rsc-table"]
 
 
 def load_rsc_table(fw: Firmware) -> bytearray:
@@ -1080,7 +1084,7 @@ def load_rsc_table(fw: Firmware) -> bytearray:
     fw = _as_firmware(fw)
     table = find_rsc_table(fw)
     if table is None:
-        errs = [f for f in locate_rsc_table(fw).findings if _is_error(f)]
+        errs = _lookup_errors(locate_rsc_table(fw))
         if errs:
             f = errs[0]
             raise RprocError(
