@@ -231,6 +231,21 @@ def test_custom_dump_function_fills_its_segment() -> None:
     assert all(da == 0x8000 for da, _ in device.calls)
 
 
+def test_failing_dump_function_costs_only_its_segment(caplog: pytest.LogCaptureFixture) -> None:
+    store = CoredumpStore()
+    rproc = make_rproc(store, Device({0: pattern(4, 9)}))
+
+    def broken(r: Any, seg: DumpSegment, dest: memoryview, off: int, size: int) -> None:
+        raise OSError("remote did not answer")
+
+    cd.add_custom_segment(rproc, 0x4000, 3, broken)
+    cd.add_segment(rproc, 0, 4)
+    with caplog.at_level(logging.ERROR, logger="remoteproc"):
+        cd.rproc_coredump(rproc)
+    assert take_only(store)[-7:] == b"\xff" * 3 + pattern(4, 9)
+    assert "dump function failed for segment 0x4000" in caplog.text
+
+
 def test_untranslatable_segment_is_filled_with_ff(caplog: pytest.LogCaptureFixture) -> None:
     store = CoredumpStore()
     rproc = make_rproc(store, Device({0: pattern(4, 0)}))
@@ -647,3 +662,24 @@ def test_gdb_reads_the_core_with_registers(tmp_path: Path, arch: str) -> None:
     assert f"#1  {ret:#010x} in caller ()" in out
     assert f"sp             {sp:#x}" in out
     assert "$1 = 1234\n$2 = 4321\n" in out
+
+
+def test_inline_reads_call_the_custom_dump_function_per_chunk() -> None:
+    store = CoredumpStore()
+    rproc = make_rproc(store, Device({}), conf=DumpConf.INLINE)
+    calls: list[tuple[int, int]] = []
+
+    def dumpfn(r: Any, seg: DumpSegment, dest: memoryview, off: int, size: int) -> None:
+        calls.append((off, size))
+        dest[:] = bytes(range(off, off + size))
+
+    cd.add_custom_segment(rproc, 0x100, 12, dumpfn)
+    thread = _start_dump(cd.rproc_coredump, rproc)
+    n = _wait_for_entry(store)
+    header = store.read(n, 0, 1 << 20)
+    assert len(header) == 52 + 32
+    assert store.read(n, 84, 5) + store.read(n, 89, 5) + store.read(n, 94, 5) == bytes(range(12))
+    assert calls == [(0, 5), (5, 5), (10, 2)]
+    assert store.read(n, 96, 5) == b""
+    thread.join(5)
+    assert not thread.is_alive()

@@ -434,7 +434,13 @@ def _section_header_core(rproc: Rproc) -> _CoreImage:
 def _copy_segment(rproc: Rproc, seg: DumpSegment, dest: memoryview, offset: int, size: int) -> None:
     """``rproc_copy_segment``: ``size`` bytes of ``seg`` from ``offset`` into ``dest``."""
     if seg.dump is not None:
-        seg.dump(rproc, seg, dest, offset, size)
+        try:
+            seg.dump(rproc, seg, dest, offset, size)
+        except Exception:
+            # A driver's dump function failing must not stop the recovery that called us; the
+            # segment reads as unavailable memory, like a failed translation.
+            log.exception("%s: dump function failed for segment %#x", rproc.name, seg.da)
+            dest[:size] = b"\xff" * size
         return
     src = rproc.da_to_va(seg.da + offset, size) if size else memoryview(b"")
     if src is None or len(src) < size:
@@ -456,6 +462,8 @@ def _read_core(rproc: Rproc, image: _CoreImage, offset: int, size: int) -> bytes
     A read that starts inside the header returns header bytes only (a short read), as the
     kernel's does; past the header a read may span several segments.
     """
+    # The segment list was captured when the dump was taken: recovery is held while it is read,
+    # and a list that changed underneath a reader would shift every offset after it.
     header = image.header
     if offset < len(header):
         return header[offset : offset + size]
