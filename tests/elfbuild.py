@@ -44,6 +44,7 @@ from remoteproc.firmware.elf import (
 
 __all__ = [
     "Built",
+    "GuardedMemory",
     "Sec",
     "Seg",
     "build_elf",
@@ -329,3 +330,67 @@ def resource_table(
     out = struct.pack(byteorder + "IIII", ver, count, *reserved)
     out += b"".join(struct.pack(byteorder + "I", o) for o in offsets)
     return out + blob + bytes(pad)
+
+
+# --- device memory for loader tests ----------------------------------------------------------
+
+
+class GuardedMemory:
+    """Device memory for tests: regions of one bytearray, each between guard bytes, with the
+    translation ``da_to_va(da, n)`` over them (a writable slice of exactly ``n`` bytes, or None).
+
+    ``guards_intact()`` says nothing was written between regions; ``untouched_outside_views()``
+    says nothing was written inside a region outside the views handed out."""
+
+    GUARD = 32
+    GUARD_BYTE = 0xA5
+
+    def __init__(self, regions: Sequence[tuple[int, int]], fill: int = 0xEE) -> None:
+        self.fill = fill
+        self.regions: list[tuple[int, int, int]] = []  # (da, size, start in buf)
+        pos = self.GUARD
+        for da, size in regions:
+            self.regions.append((da, size, pos))
+            pos += size + self.GUARD
+        self.buf = bytearray([self.GUARD_BYTE]) * pos
+        for _, size, start in self.regions:
+            self.buf[start : start + size] = bytes([fill]) * size
+        self.calls: list[tuple[int, int]] = []
+        self.handed: list[tuple[int, int]] = []  # (start in buf, length) of each view given
+
+    def da_to_va(self, da: int, n: int) -> memoryview | None:
+        self.calls.append((da, n))
+        for rda, size, start in self.regions:
+            if rda <= da and da + n <= rda + size:
+                off = start + da - rda
+                self.handed.append((off, n))
+                return memoryview(self.buf)[off : off + n]
+        return None
+
+    def read(self, da: int, n: int) -> bytes:
+        for rda, size, start in self.regions:
+            if rda <= da and da + n <= rda + size:
+                return bytes(self.buf[start + da - rda : start + da - rda + n])
+        raise AssertionError(f"da {da:#x} not mapped")
+
+    def guards_intact(self) -> bool:
+        edges = [0] + [s + n for _, n, s in self.regions]
+        g = bytes([self.GUARD_BYTE]) * self.GUARD
+        return all(self.buf[e : e + self.GUARD] == g for e in edges)
+
+    def untouched_outside_views(self) -> bool:
+        written = bytearray(len(self.buf))
+        for off, n in self.handed:
+            written[off : off + n] = b"\x01" * n
+        for _, size, start in self.regions:
+            i, end = start, start + size
+            while i < end:
+                i = written.find(0, i, end)  # start of a run nobody was handed
+                if i < 0:
+                    break
+                j = written.find(1, i, end)
+                j = end if j < 0 else j
+                if self.buf[i:j] != bytes([self.fill]) * (j - i):
+                    return False
+                i = j
+        return True

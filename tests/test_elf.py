@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 from elfbuild import (
     Built,
+    GuardedMemory,
     Sec,
     Seg,
     build_elf,
@@ -49,40 +50,7 @@ VARIANTS = [(c, o) for c in (ELFCLASS32, ELFCLASS64) for o in "<>"]
 VARIANT_IDS = [f"elf{32 if c == 1 else 64}{'le' if o == '<' else 'be'}" for c, o in VARIANTS]
 
 
-class Memory:
-    """Device memory: regions of one bytearray, each between guard bytes, and the translation
-    ``da_to_va(da, n)`` over them (a slice of exactly ``n`` bytes, or None)."""
-
-    GUARD = 32
-
-    def __init__(self, regions: list[tuple[int, int]], fill: int = 0xEE) -> None:
-        self.regions: list[tuple[int, int, int]] = []  # (da, size, start in buf)
-        pos = self.GUARD
-        for da, size in regions:
-            self.regions.append((da, size, pos))
-            pos += size + self.GUARD
-        self.buf = bytearray([0xA5]) * pos
-        for _, size, start in self.regions:
-            self.buf[start : start + size] = bytes([fill]) * size
-        self.calls: list[tuple[int, int]] = []
-
-    def da_to_va(self, da: int, n: int) -> memoryview | None:
-        self.calls.append((da, n))
-        for rda, size, start in self.regions:
-            if rda <= da and da + n <= rda + size:
-                off = start + da - rda
-                return memoryview(self.buf)[off : off + n]
-        return None
-
-    def read(self, da: int, n: int) -> bytes:
-        for rda, size, start in self.regions:
-            if rda <= da and da + n <= rda + size:
-                return bytes(self.buf[start + da - rda : start + da - rda + n])
-        raise AssertionError(f"da {da:#x} not mapped")
-
-    def guards_intact(self) -> bool:
-        edges = [0] + [s + n for _, n, s in self.regions]
-        return all(self.buf[e : e + self.GUARD] == b"\xa5" * self.GUARD for e in edges)
+Memory = GuardedMemory
 
 
 def fw_of(b: Built | bytes | bytearray, name: str = "fw.elf") -> Firmware:
