@@ -354,12 +354,17 @@ class _CoreImage:
         return len(self.header) + sum(seg.size for seg in self.segments)
 
 
+def _dev_name(rproc: Rproc) -> str:
+    """The name kernel log lines start with (``remoteproc0``), as the core logs it."""
+    return str(getattr(rproc, "dev_name", rproc.name))
+
+
 def _should_dump(rproc: Rproc) -> bool:
     """§7.3 step 1, shared by both writers."""
     if not rproc.dump_segments or rproc.dump_conf is DumpConf.DISABLED:
         return False
     if rproc.elf_class == ELFCLASSNONE:
-        log.error("%s: ELF class is not set", rproc.name)
+        log.error("%s: ELF class is not set", _dev_name(rproc))
         return False
     return True
 
@@ -372,7 +377,7 @@ def _register_note(rproc: Rproc) -> bytes:
         return encode_prstatus(rproc.elf_class, regs)
     except RprocError as exc:
         # A bad register set must not cost the user the memory dump itself.
-        log.error("%s: crash registers left out of the coredump: %s", rproc.name, exc)
+        log.error("%s: crash registers left out of the coredump: %s", _dev_name(rproc), exc)
         return b""
 
 
@@ -439,14 +444,14 @@ def _copy_segment(rproc: Rproc, seg: DumpSegment, dest: memoryview, offset: int,
         except Exception:
             # A driver's dump function failing must not stop the recovery that called us; the
             # segment reads as unavailable memory, like a failed translation.
-            log.exception("%s: dump function failed for segment %#x", rproc.name, seg.da)
+            log.exception("%s: dump function failed for segment %#x", _dev_name(rproc), seg.da)
             dest[:size] = b"\xff" * size
         return
     src = rproc.da_to_va(seg.da + offset, size) if size else memoryview(b"")
     if src is None or len(src) < size:
         log.error(
             "%s: invalid copy request for segment %#x with offset %d and size %d",
-            rproc.name,
+            _dev_name(rproc),
             seg.da,
             offset,
             size,
@@ -480,7 +485,7 @@ def _read_core(rproc: Rproc, image: _CoreImage, offset: int, size: int) -> bytes
             done += n
         seg_start = seg_end
     if done < size:
-        log.info("%s: Ramdump done, %d bytes read", rproc.name, offset + done)
+        log.info("%s: Ramdump done, %d bytes read", _dev_name(rproc), offset + done)
     return bytes(out[:done])
 
 
