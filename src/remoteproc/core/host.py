@@ -1,0 +1,465 @@
+"""The host: the registry of remote processors, the firmware search path, the workers, the
+panic hook (the kernel's ``rproc_list``, the index ida, ``request_firmware``,
+``rproc_recovery_wq`` and ``rproc_panic_handler``).
+
+Owns ``Host``, ``WorkQueue``, ``request_firmware`` and the process-wide panic hook.
+
+Rules:
+- Indexes are the lowest free number (``remoteprocN``), released on delete.
+- ``add`` validates as ``rproc_validate`` does (OFFLINE needs ``start``, DETACHED needs
+  ``attach`` and no cached table), then auto-boots: a DETACHED processor is attached
+  synchronously (an error unwinds the registration), an OFFLINE one is booted on a worker (the
+  asynchronous firmware request); its failure is logged and published as BOOT_FAILED.
+- Firmware names are relative paths inside the search path: an absolute name or one with a
+  ``..`` component is refused with EINVAL before any file is touched; a name found nowhere is
+  ENOENT. Images registered with ``add_firmware`` (the kernel's built-in firmware) are searched
+  first.
+- Threads: every worker belongs to a ``WorkQueue`` whose owner closes (stops and joins) it:
+  the host's queue runs crash handling and auto-boots for all its processors. ``Host.close()``
+  deletes every processor (stopping what runs), then joins the workers.
+- Panic hook: while a host with ``panic_hook=True`` is open, SIGTERM (when installed from the
+  main thread) and interpreter exit call ``ops.panic`` of every RUNNING/ATTACHED processor and
+  wait the longest delay they return, then the previous SIGTERM disposition runs.
+- Lock order: host lock -> nothing. The host lock guards the registry only; lifecycle calls on
+  processors are made without it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import errno
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from remoteproc.core.events import EventBus, EventKind
+from remoteproc.core.states import State
+from remoteproc.errors import RprocError
+
+if TYPE_CHECKING:
+    from remoteproc.core.rproc import Rproc
+    from remoteproc.firmware.elf import Firmware
+
+__all__ = [
+    "DEFAULT_FIRMWARE_PATH",
+    "Host",
+    "WorkQueue",
+    "check_firmware_name",
+    "request_firmware",
+]
+
+log = logging.getLogger("remoteproc")
+
+
+def _default_path() -> list[Path]:
+    env = os.environ.get("RPROC_FIRMWARE_PATH")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path("/lib/firmware")]
+
+
+DEFAULT_FIRMWARE_PATH: list[Path] = _default_path()
+
+
+# ---- the work queue ------------------------------------------------------------------------------
+
+
+class WorkQueue:
+    """An unbound work queue: up to ``max_workers`` threads, started on demand.
+
+    ``queue(key, fn)`` is ``queue_work``: if work with the same key is pending (not yet
+    running) it is not queued twice and False is returned. ``flush()`` waits until idle;
+    ``close()`` drops pending work, lets running work finish, and joins every thread.
+    """
+
+    def __init__(self, name: str, max_workers: int = 4) -> None:
+        self.name = name
+        self.max_workers = max(1, max_workers)
+        self._cond = threading.Condition()
+        self._items: collections.deque[tuple[object, Callable[[], None]]] = collections.deque()
+        self._pending: set[object] = set()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._running = 0
+        self._closed = False
+
+    def queue(self, key: object, fn: Callable[[], None]) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            if key in self._pending:
+                return False
+            self._pending.add(key)
+            self._items.append((key, fn))
+            if self._idle == 0 and len(self._threads) < self.max_workers:
+                t = threading.Thread(
+                    target=self._worker,
+                    name=f"{self.name}-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(t)
+                t.start()
+            else:
+                self._cond.notify()
+            return True
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                self._idle -= 1
+                if self._closed:
+                    return
+                key, fn = self._items.popleft()
+                self._pending.discard(key)
+                self._running += 1
+            try:
+                fn()
+            except BaseException:
+                log.exception("%s: work item failed", self.name)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or running; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._items or self._running:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    @property
+    def threads(self) -> int:
+        return sum(1 for t in self._threads if t.is_alive())
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._pending.clear()
+            self._cond.notify_all()
+            threads = list(self._threads)
+        me = threading.current_thread()
+        for t in threads:
+            if t is not me:
+                t.join()
+
+    def __enter__(self) -> WorkQueue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# ---- firmware ------------------------------------------------------------------------------------
+
+
+def check_firmware_name(name: str) -> None:
+    """Refuse a name that is empty, absolute, or climbs out of the search path (EINVAL)."""
+    if not name or "\0" in name:
+        raise RprocError(errno.EINVAL, f"invalid firmware name {name!r}")
+    pure = PurePosixPath(name)
+    if (
+        pure.is_absolute()
+        or name.startswith("\\")
+        or ".." in pure.parts
+        or ".." in name.split("\\")
+    ):
+        raise RprocError(errno.EINVAL, f"firmware name {name!r} escapes the firmware path")
+
+
+def request_firmware(host: Host | None, name: str) -> Firmware:
+    """``request_firmware``: built-in images first, then each folder of the search path."""
+    from remoteproc.firmware.elf import Firmware
+
+    check_firmware_name(name)
+    if host is not None:
+        data = host.builtin_firmware.get(name)
+        if data is not None:
+            return Firmware(name, data)
+        path = host.firmware_path
+    else:
+        path = DEFAULT_FIRMWARE_PATH
+    for folder in path:
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return Firmware.from_file(str(candidate), name)
+    log.warning("Direct firmware load for %s failed with error %d", name, -errno.ENOENT)
+    raise RprocError(errno.ENOENT, f"firmware {name} not found in the firmware path", file=name)
+
+
+# ---- the registry --------------------------------------------------------------------------------
+
+
+class Host:
+    """The set of registered processors (``rproc_list``) and what they share.
+
+    ``Host(firmware_path=None, *, panic_hook=True, workers=4, coredump_store=None)``;
+    ``firmware_path`` None means ``$RPROC_FIRMWARE_PATH`` or ``/lib/firmware``.
+    """
+
+    def __init__(
+        self,
+        firmware_path: Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        panic_hook: bool = True,
+        workers: int = 4,
+        coredump_store: Any = None,
+    ) -> None:
+        self.firmware_path: list[Path] = (
+            list(DEFAULT_FIRMWARE_PATH)
+            if firmware_path is None
+            else [Path(p) for p in firmware_path]
+        )
+        self.builtin_firmware: dict[str, bytes | bytearray] = {}
+        self.events = EventBus()
+        self.workqueue = WorkQueue("rproc_recovery_wq", max_workers=workers)
+        self._lock = threading.Lock()
+        self._rprocs: dict[int, Rproc] = {}
+        self._coredump_store = coredump_store
+        self._own_store = coredump_store is None
+        self._closed = False
+        self.panic_hook = panic_hook
+        if panic_hook:
+            _register_panic_host(self)
+
+    # -- firmware
+
+    def add_firmware(self, name: str, data: bytes | bytearray) -> None:
+        """Make ``name`` resolvable without a file (the kernel's built-in firmware)."""
+        check_firmware_name(name)
+        self.builtin_firmware[name] = data
+
+    def request_firmware(self, name: str) -> Firmware:
+        return request_firmware(self, name)
+
+    @property
+    def coredump_store(self) -> Any:
+        if self._coredump_store is None:
+            from remoteproc.core.coredump import CoredumpStore
+
+            self._coredump_store = CoredumpStore()
+        return self._coredump_store
+
+    # -- registry
+
+    def add(self, rproc: Rproc) -> Rproc:
+        """``rproc_add``: validate, take the lowest free index, publish, auto-boot."""
+        if self._closed:
+            raise RprocError(errno.ENODEV, "host is closed")
+        if rproc.host is not None or rproc.index >= 0:
+            raise RprocError(errno.EBUSY, f"{rproc.name} is already registered")
+        self._validate(rproc)
+        with self._lock:
+            index = 0
+            while index in self._rprocs:
+                index += 1
+            self._rprocs[index] = rproc
+        rproc.index = index
+        rproc.host = self
+        rproc.events.parent = self.events
+        log.info("%s: %s is available", rproc.dev_name, rproc.name)
+        rproc.events.publish(rproc._event(EventKind.ADDED))
+        if rproc.auto_boot:
+            try:
+                self._trigger_auto_boot(rproc)
+            except BaseException:
+                self._unregister(rproc)
+                raise
+        return rproc
+
+    @staticmethod
+    def _validate(rproc: Rproc) -> None:
+        st = rproc.state
+        if st is State.OFFLINE and rproc.ops.start is not None:
+            return
+        if st is State.DETACHED and rproc.ops.attach is not None and rproc.cached_table is None:
+            return
+        op = "attach" if st is State.DETACHED else "start"
+        raise RprocError(errno.EINVAL, f"invalid initial state {st.sysfs} or missing {op} op")
+
+    def _trigger_auto_boot(self, rproc: Rproc) -> None:
+        if rproc.state is State.DETACHED:
+            rproc.boot()
+            return
+
+        def auto_boot() -> None:
+            if rproc.host is not self or rproc.state is State.DELETED:
+                return
+            try:
+                rproc.boot()
+            except RprocError as exc:
+                rproc.events.publish(rproc._event(EventKind.BOOT_FAILED, error=exc))
+
+        self.workqueue.queue(("auto_boot", id(rproc)), auto_boot)
+
+    def _unregister(self, rproc: Rproc) -> None:
+        with self._lock:
+            if self._rprocs.get(rproc.index) is rproc:
+                del self._rprocs[rproc.index]
+        rproc.events.parent = None
+        rproc.host = None
+        rproc.index = -1
+
+    def delete(self, rproc: Rproc) -> None:
+        """``rproc_del``: stop it (whatever its power count), mark DELETED, free the index."""
+        with self._lock:
+            if self._rprocs.get(rproc.index) is not rproc:
+                raise RprocError(errno.ENODEV, f"{rproc.name} is not registered here")
+        rproc._delete()
+        rproc.events.publish(rproc._event(EventKind.DELETED))
+        self._unregister(rproc)
+
+    def get(self, index: int) -> Rproc:
+        with self._lock:
+            rproc = self._rprocs.get(index)
+        if rproc is None:
+            raise RprocError(errno.ENODEV, f"no remoteproc{index}")
+        return rproc
+
+    def by_name(self, name: str) -> Rproc | None:
+        """The processor named ``name`` (or whose device name is ``name``: "remoteproc3")."""
+        for rproc in self:
+            if rproc.name == name or rproc.dev_name == name:
+                return rproc
+        return None
+
+    def __iter__(self) -> Iterator[Rproc]:
+        with self._lock:
+            items = sorted(self._rprocs.items())
+        return iter([r for _, r in items])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rprocs)
+
+    def __contains__(self, rproc: object) -> bool:
+        with self._lock:
+            return any(r is rproc for r in self._rprocs.values())
+
+    def subscribe(
+        self,
+        callback: Callable[[Any], None] | None = None,
+        *,
+        kinds: set[EventKind] | frozenset[EventKind] | None = None,
+    ) -> Any:
+        """Events of every registered processor (see ``EventBus.subscribe``)."""
+        return self.events.subscribe(callback, kinds=kinds)
+
+    # -- panic
+
+    def panic(self, *, sleep: bool = True) -> int:
+        """``rproc_panic_handler``: ``ops.panic`` of every RUNNING/ATTACHED processor, then wait
+        the longest delay returned (milliseconds). Returns that delay."""
+        delay = 0
+        for rproc in self:
+            delay = max(delay, rproc.panic())
+        if sleep and delay:
+            time.sleep(delay / 1000.0)
+        return delay
+
+    # -- lifetime
+
+    def close(self) -> None:
+        """Delete every processor (stopping what runs), join the workers, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        _unregister_panic_host(self)
+        # Auto-boots not started yet are dropped; running work finishes before we proceed.
+        for rproc in reversed(list(self)):
+            try:
+                self.delete(rproc)
+            except RprocError as exc:
+                log.error("%s: delete failed: %s", rproc.dev_name, exc)
+        self.workqueue.close()
+        if self._own_store and self._coredump_store is not None:
+            self._coredump_store.close()
+        self.events.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# ---- the process-wide panic hook -----------------------------------------------------------------
+
+_panic_lock = threading.Lock()
+_panic_hosts: weakref.WeakSet[Host] = weakref.WeakSet()
+_hooks_installed = False
+_prev_sigterm: Any = None
+
+
+def _register_panic_host(host: Host) -> None:
+    global _hooks_installed, _prev_sigterm
+    with _panic_lock:
+        _panic_hosts.add(host)
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(_run_panic_hooks)
+        if threading.current_thread() is threading.main_thread():
+            try:
+                _prev_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+            except (ValueError, OSError):
+                _prev_sigterm = None
+
+
+def _unregister_panic_host(host: Host) -> None:
+    with _panic_lock:
+        _panic_hosts.discard(host)
+
+
+def _run_panic_hooks() -> int:
+    with _panic_lock:
+        hosts = list(_panic_hosts)
+    delay = 0
+    for host in hosts:
+        delay = max(delay, host.panic(sleep=False))
+    if delay:
+        time.sleep(delay / 1000.0)
+    return delay
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _run_panic_hooks()
+    prev = _prev_sigterm
+    if callable(prev):
+        prev(signum, frame)
+    elif prev == signal.SIG_IGN:
+        return
+    else:
+        # Default disposition: die of SIGTERM as if we had never been here.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
