@@ -610,3 +610,42 @@ def test_header_struct_sizes() -> None:
     sizes = {c: tuple(s.size for s in elf.layout(c, "<")[2:5]) for c in (ELFCLASS32, ELFCLASS64)}
     assert sizes == {ELFCLASS32: (52, 32, 40), ELFCLASS64: (64, 56, 64)}
     assert struct.calcsize("<16sHHIIIIIHHHHHH") == 52
+
+
+# --- the committed fixtures (firmware/prebuilt/, manifest.toml) --------------------------------
+
+ELF_LEVEL_CODES = {
+    "no-rsc-table",
+    "rsc-table-empty",
+    "rsc-table-incomplete",
+    "big-endian",
+    "table-outside-segments",
+    "overlapping-segments",
+    "paddr-ne-vaddr",
+}
+
+
+def test_fixture_findings_at_elf_level_match_the_manifest() -> None:
+    """The ELF-level finding ids check_image gives each committed fixture are exactly the ones
+    its manifest claims (the manifest is computed independently, with pyelftools/struct)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent / "firmware"
+    manifest = root / "fixtures" / "manifest.toml"
+    if not manifest.is_file():
+        pytest.skip("no firmware fixtures in this checkout")
+    fixtures = tomllib.loads(manifest.read_text())["fixtures"]
+    checked = 0
+    for name, fx in fixtures.items():
+        path = root / "prebuilt" / fx["file"]
+        if not path.is_file():
+            continue
+        fw = Firmware.from_file(str(path))
+        got = {f.code for f in check_image(fw)} & ELF_LEVEL_CODES
+        want = set(fx.get("findings", [])) & ELF_LEVEL_CODES
+        assert got == want, name
+        img = fw.elf
+        assert (img.bits, img.machine) == (fx["class"], fx["machine"]), name
+        assert img.byteorder == ("<" if fx["endian"] == "little" else ">"), name
+        checked += 1
+    assert checked > 0
