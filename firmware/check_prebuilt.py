@@ -40,13 +40,19 @@ class Pair:
     label: str
     built: Path
     committed: Path
+    source: Path | None = None  # the folder whose Makefile builds `built`
 
 
 def default_pairs(firmware: Path = FIRMWARE) -> list[Pair]:
     out = firmware / "out"
     return [
-        Pair("fixtures", out / "fixtures", firmware / "prebuilt"),
-        Pair("examples", out / "examples", firmware.parent / "src/remoteproc/data/firmware"),
+        Pair("fixtures", out / "fixtures", firmware / "prebuilt", firmware / "fixtures"),
+        Pair(
+            "examples",
+            out / "examples",
+            firmware.parent / "src/remoteproc/data/firmware",
+            firmware / "examples",
+        ),
     ]
 
 
@@ -109,6 +115,10 @@ def build(firmware: Path = FIRMWARE) -> bool:
 def check(pairs: list[Pair]) -> int:
     failed = False
     for pair in pairs:
+        if pair.source is not None and not (pair.source / "Makefile").is_file():
+            # `make` skips a folder without a Makefile; a leftover out/ folder would be stale.
+            print(f"{pair.label}: {pair.source} has no Makefile, skipped")
+            continue
         if not pair.built.is_dir():
             print(f"{pair.label}: {pair.built} was not built, skipped")
             continue

@@ -591,3 +591,17 @@ def test_rebuilt_fixtures_match_the_committed_ones(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert _check_prebuilt().compare_dirs(out, PREBUILT) == []
+
+
+def test_check_prebuilt_skips_a_folder_make_did_not_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cp = _check_prebuilt()
+    stale = tmp_path / "out"
+    stale.mkdir()
+    shutil.copy(PREBUILT / "devmem.elf", stale / "leftover.elf")
+    (tmp_path / "src").mkdir()  # no Makefile: `make` skipped it, so out/ is stale
+    assert cp.check([cp.Pair("examples", stale, tmp_path / "none", tmp_path / "src")]) == 0
+    assert "has no Makefile, skipped" in capsys.readouterr().out
+    (tmp_path / "src" / "Makefile").write_text("all:\n")
+    assert cp.check([cp.Pair("examples", stale, tmp_path / "none", tmp_path / "src")]) == 1
