@@ -75,7 +75,9 @@ def run_one(name: str, path: Path, timeout: float) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this file")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only these figures")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
