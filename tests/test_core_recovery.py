@@ -291,11 +291,15 @@ def test_report_crash_from_another_thread_inside_an_op() -> None:
         real = r.rproc.ops.start
         assert real is not None
 
+        calls: list[int] = []
+
         def start(rp: object) -> None:
-            t = threading.Thread(target=r.rproc.report_crash, args=(CrashType.MMUFAULT,))
-            t.start()
-            t.join(5)
-            assert not t.is_alive()
+            calls.append(1)
+            if len(calls) == 1:  # only the first start crashes; recovery's start is clean
+                t = threading.Thread(target=r.rproc.report_crash, args=(CrashType.MMUFAULT,))
+                t.start()
+                t.join(5)
+                assert not t.is_alive()
             real(rp)
 
         r.rproc.ops.start = start
@@ -304,6 +308,7 @@ def test_report_crash_from_another_thread_inside_an_op() -> None:
         r.rproc.boot()
         recovered(log)
         assert r.rproc.crash_cnt == 1 and r.rproc.state is State.RUNNING
+        assert len(calls) == 2
     finally:
         r.close()
 
