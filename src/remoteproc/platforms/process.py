@@ -1,0 +1,639 @@
+"""The process platform: a remote processor that is another host process (spec §1.7, §1.8, §9).
+
+Owns the transport of OpenAMP's Linux machine (``openamp-system-reference`` legacy apps), both
+its wire facts (``ShmLayout``, ``shm_path``, ``ShmFile``, ``loaded_table_size``, ``KickSocket``
+for the remote's end) and the host's platform driver ``ProcessPlatform``:
+
+- Shared memory is a file in ``/dev/shm`` (``openamp.shm``, 0x80000 bytes) that both processes
+  map. A physical address *is* a file offset, and so is a device address: the remote's resource
+  table sits at offset 0, the vrings at 0x4000 and 0x8000 (256 entries, align 0x1000), the rpmsg
+  buffer pool at 0x10000 (0x40000 bytes: 512 buffers of 512 bytes).
+- Notifications go over one Unix stream socket (``/tmp/openamp.event.0``). The remote is the
+  server: it writes its resource table into the file, then listens and accepts one host. A kick
+  is one byte in either direction and does not say which vring: the receiver looks at all of
+  them. Every name and path is configurable so many pairs can run at once; the defaults are
+  OpenAMP's so unmodified OpenAMP demos interoperate.
+
+Rules (host side):
+- The processor registers DETACHED: the host attaches to a remote that is already running
+  (§1.7). ``prepare`` connects (a successful connect proves the table is written, because the
+  remote writes it before it listens), maps the file and registers ``vdev0vring0``,
+  ``vdev0vring1`` and ``vdev0buffer`` as carveouts at their fixed addresses, so the vdev binds
+  to them and the kernel-compatible rpmsg bus allocates its 512 buffers exactly in the pool.
+  ``attach`` starts the socket reader; ``detach`` restores nothing itself (the core writes the
+  pristine table back) and closes the connection, so the remote sees EOF and can wait for the
+  next host.
+- The reader thread turns each batch of received bytes into ``rproc.vq_interrupt`` for every
+  notify id of the processor (a byte does not say which vring). One pass per ``recv`` is the
+  same as one per byte: an interrupt drains everything its ring holds.
+- Kicks issued while the reader thread is delivering interrupts (rpmsg re-posting receive
+  buffers, replies sent from an endpoint callback) are coalesced into one byte sent when the
+  pass ends: the remote looks at every ring on any byte, so one byte carries all of them.
+  Kicks from other threads go out at once. The vring's own suppression (``NO_NOTIFY`` set by a
+  busy remote) already batches the sender's kicks.
+- Peer death: EOF (or a socket error) that we did not cause is a crash of the remote, reported
+  with ``report_crash(FATAL_ERROR)``; the core's recovery then runs ``stop`` and ``start`` (or
+  ``detach``/``attach`` with ATTACH_ON_RECOVERY). We chose crash over an implicit detach because
+  a remote that vanished took its rings with it: the channels must be torn down and recreated,
+  which is exactly what recovery does, and recovery can be disabled by the user.
+- ``command`` (optional) makes the platform the remote's launcher, the boot loader of this
+  world: ``prepare``/``attach``/``start`` spawn it when it is not running, ``stop`` terminates it
+  (SIGTERM, then SIGKILL), ``close`` reaps it. Without a command, ``start`` waits up to
+  ``connect_timeout`` for someone else to bring a remote back, and ``stop`` only disconnects (a
+  process we do not own cannot be powered off).
+- Threads: exactly one, the reader, owned by the platform; ``detach``/``stop``/``close`` stop and
+  join it. It never takes the processor's lock; it calls only ``vq_interrupt`` and
+  ``report_crash``, which are safe from any thread.
+- Memory ordering: both processes write the rings with plain stores through ``mmap``; x86's
+  store ordering keeps the ring's "data before index" rule. A weakly ordered host would need
+  barriers that Python cannot express.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from remoteproc.core.memory import MemEntry
+from remoteproc.core.ops import RprocOps
+from remoteproc.core.rproc import Rproc
+from remoteproc.core.rsc_table import RSC_CARVEOUT, RSC_DEVMEM, RSC_TRACE, RSC_VDEV
+from remoteproc.core.states import CrashType, Feature, State
+from remoteproc.errors import RprocError
+from remoteproc.virtio.vring import vring_size
+
+__all__ = [
+    "DEFAULT_LAYOUT",
+    "DEFAULT_SHM_NAME",
+    "DEFAULT_SOCKET_PATH",
+    "NATIVE_BYTEORDER",
+    "KickSocket",
+    "ProcessPlatform",
+    "ShmFile",
+    "ShmLayout",
+    "echo_command",
+    "loaded_table_size",
+    "shm_path",
+]
+
+log = logging.getLogger("remoteproc.process")
+
+DEFAULT_SHM_NAME = "openamp.shm"
+DEFAULT_SOCKET_PATH = "/tmp/openamp.event.0"
+SHM_DIR = "/dev/shm"
+# Legacy virtio: rings and rpmsg headers are in the remote's native order, which is ours.
+NATIVE_BYTEORDER = "<" if sys.byteorder == "little" else ">"
+
+_KICK = b"\x01"  # OpenAMP sends a 1; the value carries nothing
+_RECV_MAX = 4096
+
+
+@dataclass(frozen=True)
+class ShmLayout:
+    """Where everything lives in the shared file (OpenAMP's Linux machine by default)."""
+
+    shm_size: int = 0x80000
+    rsc_offset: int = 0x0
+    vring_da: tuple[int, int] = (0x4000, 0x8000)
+    vring_num: int = 256
+    vring_align: int = 0x1000
+    vring_notifyid: tuple[int, int] = (1, 2)
+    buf_pa: int = 0x10000
+    buf_size: int = 0x40000
+
+    @property
+    def rsc_max(self) -> int:
+        """The table may use the bytes up to the first vring."""
+        return min(self.vring_da) - self.rsc_offset
+
+    @property
+    def vring_region(self) -> int:
+        """Bytes reserved for each vring carveout: the ring, page aligned."""
+        size = vring_size(self.vring_num, self.vring_align)
+        return (size + 0xFFF) & ~0xFFF
+
+
+DEFAULT_LAYOUT = ShmLayout()
+
+
+def shm_path(name: str) -> str:
+    """``openamp.shm`` -> ``/dev/shm/openamp.shm`` (libmetal's shm_open name); a path with a
+    slash is used as given."""
+    return name if "/" in name else os.path.join(SHM_DIR, name)
+
+
+class ShmFile:
+    """One mapping of the shared file: ``view`` is the whole file as a writable memoryview.
+
+    ``create=True`` (the remote's side) creates the file and grows it to ``size``; the host only
+    opens an existing file and refuses one that is too small.
+    """
+
+    def __init__(self, name: str, size: int, *, create: bool) -> None:
+        self.path = shm_path(name)
+        self.size = size
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise RprocError(exc.errno or errno.ENOENT, f"cannot open {self.path}: {exc}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_size < size:
+                if not create:
+                    raise RprocError(
+                        errno.EINVAL, f"{self.path} is {st.st_size} bytes, expected {size:#x}"
+                    )
+                os.ftruncate(fd, size)
+            self.inode = (st.st_dev, st.st_ino)
+            self._mmap = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self.view = memoryview(self._mmap)
+
+    def same_file(self) -> bool:
+        """Whether the path still names the file we mapped (a remote may recreate it)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.inode
+
+    def close(self) -> None:
+        self.view.release()
+        try:
+            self._mmap.close()
+        except BufferError:
+            # Views handed to the core (carveouts, rings) are still alive somewhere; the mapping
+            # goes away with the last of them.
+            log.debug("%s: mapping still exported; left to the garbage collector", self.path)
+
+    def __enter__(self) -> ShmFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_BODY_SIZES = {RSC_CARVEOUT: 52, RSC_DEVMEM: 52, RSC_TRACE: 44}
+
+
+def loaded_table_size(view: memoryview, byteorder: str = NATIVE_BYTEORDER) -> int:
+    """The size of the resource table at the start of ``view``, from its header.
+
+    The end of the last entry whose size the header fields tell (carveout, devmem, trace, vdev
+    with its vrings and config); an entry of another type may be any size, so the table is then
+    taken to extend to the end of ``view``. EINVAL if ``ver`` is not 1 or an entry lies outside.
+    """
+    limit = len(view)
+    if limit < 16:
+        raise RprocError(errno.EINVAL, "no room for a resource table")
+    ver: int
+    num: int
+    ver, num = struct.unpack_from(byteorder + "II", view, 0)
+    if ver != 1:
+        raise RprocError(errno.EINVAL, f"no resource table in shared memory (ver {ver})")
+    end = 16 + 4 * num
+    if end > limit:
+        raise RprocError(errno.EINVAL, f"resource table with {num} entries does not fit")
+    for i in range(num):
+        off: int = struct.unpack_from(byteorder + "I", view, 16 + 4 * i)[0]
+        if off + 4 > limit:
+            raise RprocError(errno.EINVAL, "rsc table is truncated", index=i, offset=off)
+        rsc_type: int = struct.unpack_from(byteorder + "I", view, off)[0]
+        body = off + 4
+        if rsc_type in _BODY_SIZES:
+            entry_end = body + _BODY_SIZES[rsc_type]
+        elif rsc_type == RSC_VDEV:
+            if body + 24 > limit:
+                raise RprocError(errno.EINVAL, "vdev rsc is truncated", index=i, offset=off)
+            config_len: int = struct.unpack_from(byteorder + "I", view, body + 16)[0]
+            nvrings = int(view[body + 21])
+            entry_end = body + 24 + 20 * nvrings + config_len
+        else:
+            entry_end = limit
+        if entry_end > limit:
+            raise RprocError(errno.EINVAL, "rsc table is truncated", index=i, offset=off)
+        end = max(end, entry_end)
+    return end
+
+
+class KickSocket:
+    """One end of the notification socket: ``kick()`` writes a byte, ``wait()`` reads a batch.
+
+    Used by Python remotes (``remoteproc.remotes``); the host's platform has its own reader
+    thread. ``defer()`` collects the kicks made inside a processing pass into one byte.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._deferring = False
+        self._pending = False
+        self.kicks_sent = 0
+        self.bytes_received = 0
+
+    def kick(self) -> None:
+        if self._deferring:
+            self._pending = True
+            return
+        self._send()
+
+    def _send(self) -> None:
+        self.kicks_sent += 1
+        with contextlib.suppress(OSError):  # a peer that went away shows up as EOF on read
+            self.sock.send(_KICK)
+
+    def begin(self) -> None:
+        """Start a processing pass: kicks are held until ``flush``/``end``."""
+        self._deferring = True
+
+    def flush(self) -> None:
+        """Send the held kick now (before blocking on the peer), staying in the pass."""
+        if self._pending:
+            self._pending = False
+            self._send()
+
+    def end(self) -> None:
+        self._deferring = False
+        self.flush()
+
+    def wait(self) -> bool:
+        """Block for the peer's next kick(s); False on EOF or a socket error."""
+        try:
+            data = self.sock.recv(_RECV_MAX)
+        except OSError:
+            return False
+        self.bytes_received += len(data)
+        return bool(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class ProcessPlatform:
+    """The host's driver for one process remote.
+
+    ``ProcessPlatform(name="process", *, shm="openamp.shm", socket_path="/tmp/openamp.event.0",
+    layout=DEFAULT_LAYOUT, command=None, connect_timeout=10.0, stop_timeout=5.0)``;
+    ``make_rproc(host=...)`` creates the DETACHED ``Rproc`` it drives.
+    """
+
+    def __init__(
+        self,
+        name: str = "process",
+        *,
+        shm: str = DEFAULT_SHM_NAME,
+        socket_path: str = DEFAULT_SOCKET_PATH,
+        layout: ShmLayout = DEFAULT_LAYOUT,
+        command: Sequence[str] | None = None,
+        connect_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.shm_name = shm
+        self.socket_path = socket_path
+        self.layout = layout
+        self.command = list(command) if command is not None else None
+        self.env = env
+        self.connect_timeout = connect_timeout
+        self.stop_timeout = stop_timeout
+        self.rproc: Rproc | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.shm: ShmFile | None = None
+        self._old_maps: list[ShmFile] = []
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._reader_ident: int | None = None
+        self._closing = False  # we are tearing the connection down: EOF is expected
+        self._deferring = False
+        self._kick_pending = False
+        self._lock = threading.Lock()  # guards _sock/_reader swaps (leaf)
+        self._closed = False
+        # statistics
+        self.kicks_sent = 0
+        self.kick_bytes_received = 0
+        self.peer_deaths = 0
+        self.connects = 0
+
+    # -- the processor -------------------------------------------------------------------------
+
+    def ops(self) -> RprocOps:
+        return RprocOps(
+            prepare=self._prepare,
+            unprepare=self._unprepare,
+            start=self._start,
+            stop=self._stop,
+            attach=self._attach,
+            detach=self._detach,
+            kick=self._kick,
+            da_to_va=self._da_to_va,
+            get_loaded_rsc_table=self._get_loaded_rsc_table,
+        )
+
+    def make_rproc(
+        self,
+        name: str | None = None,
+        *,
+        features: Sequence[Feature] = (),
+        **kw: Any,
+    ) -> Rproc:
+        """A DETACHED ``Rproc`` driven by this platform (pass ``host=`` to register it, which
+        attaches at once when ``auto_boot`` is left True)."""
+        host = kw.pop("host", None)
+        rproc = Rproc(
+            name or self.name,
+            self.ops(),
+            state=State.DETACHED,
+            features=features,
+            byteorder=NATIVE_BYTEORDER,
+            **kw,
+        )
+        self.rproc = rproc
+        if host is not None:
+            host.add(rproc)
+        return rproc
+
+    # -- the remote process (when we are its launcher) ------------------------------------------
+
+    @property
+    def remote_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self) -> None:
+        """Start ``command`` unless it is already running (the boot loader of this world)."""
+        if self.command is None:
+            raise RprocError(errno.EINVAL, "no remote command to launch")
+        if self.remote_alive:
+            return
+        self._reap()
+        log.info("%s: launching remote: %s", self.name, " ".join(self.command))
+        try:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, env=self.env, close_fds=True
+            )
+        except OSError as exc:
+            raise RprocError(exc.errno or errno.ENOEXEC, f"cannot launch remote: {exc}") from None
+
+    def terminate_remote(self) -> int | None:
+        """SIGTERM, then SIGKILL after ``stop_timeout``; returns the exit code (None if none)."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return None
+        code = proc.poll()
+        if code is None:
+            proc.kill()
+            code = proc.wait()
+        return code
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _connect(self) -> socket.socket:
+        """Connect to the remote's socket, retrying while it is not listening yet."""
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.001
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.socket_path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                sock.close()
+                if self.command is not None and not self.remote_alive:
+                    raise RprocError(
+                        errno.ECONNREFUSED, f"remote exited before accepting on {self.socket_path}"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise RprocError(
+                        errno.ETIMEDOUT, f"no remote listening on {self.socket_path}: {exc}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            except OSError as exc:
+                sock.close()
+                raise RprocError(
+                    exc.errno or errno.EIO, f"connect {self.socket_path}: {exc}"
+                ) from None
+            self.connects += 1
+            return sock
+
+    def _ensure_connected(self) -> None:
+        if self._sock is not None:
+            return
+        if self.command is not None and not self.remote_alive:
+            self.launch()
+        sock = self._connect()
+        with self._lock:
+            self._sock = sock
+            self._closing = False
+
+    def _start_reader(self, rproc: Rproc) -> None:
+        self._ensure_connected()
+        if self._reader is not None:
+            return
+        sock = self._sock
+        assert sock is not None
+        thread = threading.Thread(
+            target=self._read_loop, args=(rproc, sock), name=f"{self.name}-kicks", daemon=True
+        )
+        self._reader = thread
+        thread.start()
+
+    def _disconnect(self) -> None:
+        """Close the connection on purpose and join the reader (idempotent)."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+            reader, self._reader = self._reader, None
+            self._closing = True
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if reader is not None and reader is not threading.current_thread():
+            reader.join()
+        if sock is not None:
+            sock.close()
+
+    def _read_loop(self, rproc: Rproc, sock: socket.socket) -> None:
+        self._reader_ident = threading.get_ident()
+        recv = sock.recv
+        while True:
+            try:
+                data = recv(_RECV_MAX)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            self.kick_bytes_received += len(data)
+            # One pass over every ring; kicks made meanwhile leave as one byte at the end.
+            self._deferring = True
+            try:
+                for notifyid in list(rproc.notifyids):
+                    rproc.vq_interrupt(notifyid)
+            except Exception:
+                log.exception("%s: interrupt delivery failed", self.name)
+            finally:
+                self._deferring = False
+            if self._kick_pending:
+                self._kick_pending = False
+                self._send_kick(sock)
+        self._reader_ident = None
+        if self._closing:
+            return
+        self.peer_deaths += 1
+        log.error("%s: remote closed %s: reporting a crash", self.name, self.socket_path)
+        rproc.report_crash(CrashType.FATAL_ERROR)
+
+    def _send_kick(self, sock: socket.socket) -> None:
+        self.kicks_sent += 1
+        try:
+            sock.send(_KICK)
+        except OSError as exc:
+            # The reader sees the same failure as EOF and reports it once.
+            log.debug("%s: kick not delivered: %s", self.name, exc)
+
+    # -- ops ---------------------------------------------------------------------------------
+
+    def _map(self) -> ShmFile:
+        shm = self.shm
+        if shm is not None and shm.same_file():
+            return shm
+        if shm is not None:
+            self._old_maps.append(shm)
+        self.shm = ShmFile(self.shm_name, self.layout.shm_size, create=False)
+        return self.shm
+
+    def _prepare(self, rproc: Rproc) -> None:
+        self._ensure_connected()
+        try:
+            shm = self._map()
+        except RprocError:
+            self._disconnect()
+            raise
+        lay = self.layout
+        regions = [
+            (f"vdev0vring{i}", da, lay.vring_region) for i, da in enumerate(lay.vring_da)
+        ] + [("vdev0buffer", lay.buf_pa, lay.buf_size)]
+        for name, da, size in regions:
+            if da + size > lay.shm_size:
+                raise RprocError(errno.EINVAL, f"{name} at {da:#x} + {size:#x} is outside shm")
+            if rproc.find_carveout_by_name(name) is None:
+                # pa == da == file offset: the remote reads descriptors as offsets.
+                rproc.add_carveout(MemEntry(name, da, size, va=shm.view[da : da + size], dma=da))
+
+    def _unprepare(self, rproc: Rproc) -> None:
+        self._disconnect()
+
+    def _attach(self, rproc: Rproc) -> None:
+        self.rproc = rproc
+        self._start_reader(rproc)
+
+    def _detach(self, rproc: Rproc) -> None:
+        self._disconnect()
+
+    def _start(self, rproc: Rproc) -> None:
+        # Only reached by recovery of the image we attached to: bring a remote back (ours, or
+        # wait for whoever restarts it) and listen to it again.
+        self.rproc = rproc
+        self._start_reader(rproc)
+
+    def _stop(self, rproc: Rproc) -> None:
+        self._disconnect()
+        if self.command is not None:
+            code = self.terminate_remote()
+            log.info("%s: remote exited with %s", self.name, code)
+
+    def _kick(self, rproc: Rproc, notifyid: int) -> None:
+        if self._deferring and threading.get_ident() == self._reader_ident:
+            self._kick_pending = True
+            return
+        sock = self._sock
+        if sock is None:
+            return  # not connected: nobody to tell; the remote re-reads rings when it attaches
+        self._send_kick(sock)
+
+    def _da_to_va(self, rproc: Rproc, da: int, n: int) -> memoryview | None:
+        shm = self.shm
+        if shm is None or da < 0 or n < 0 or da + n > shm.size:
+            return None
+        return shm.view[da : da + n]
+
+    def _get_loaded_rsc_table(self, rproc: Rproc) -> memoryview | None:
+        shm = self._map()
+        lay = self.layout
+        region = shm.view[lay.rsc_offset : lay.rsc_offset + lay.rsc_max]
+        size = loaded_table_size(region, rproc.byteorder)
+        return region[:size]
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Disconnect, stop the remote we launched, unmap. The rproc is the caller's to close
+        first (closing it detaches or stops through these ops)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._disconnect()
+        if self.command is not None:
+            self.terminate_remote()
+        for shm in [*self._old_maps, *([self.shm] if self.shm is not None else [])]:
+            shm.close()
+        self._old_maps.clear()
+        self.shm = None
+
+    def __enter__(self) -> ProcessPlatform:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def echo_command(shm: str, socket_path: str, *extra: str) -> list[str]:
+    """The command line of the Python echo remote for this transport."""
+    return [
+        sys.executable,
+        "-m",
+        "remoteproc.remotes.echo",
+        "--shm",
+        shm,
+        "--socket",
+        socket_path,
+        *extra,
+    ]

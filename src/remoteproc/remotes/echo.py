@@ -1,0 +1,327 @@
+"""The Python echo remote for the process platform: OpenAMP's ``rpmsg-echo`` demo, in Python.
+
+Owns ``ProcessRemote`` (the remote's end of the process transport: the shared file with the
+resource table at offset 0, the listening socket, one ``RpmsgRemote`` driven by the socket's
+kicks) and ``EchoRemote`` (the demo service), plus the command line
+``python -m remoteproc.remotes.echo --shm NAME --socket PATH``.
+
+Rules:
+- Wire facts come from ``remoteproc.platforms.process`` (layout, names, the one-byte kick), so
+  the two ends cannot disagree. The table is the OpenAMP Linux machine's: one rpmsg vdev (id 7,
+  dfeatures = name service), vrings at 0x4000 and 0x8000 (256 entries, align 0x1000, notify ids
+  1 and 2). It is written into the file before the socket listens, so a host whose connect
+  succeeds always finds it.
+- One thread does everything: it accepts a host, then blocks on the socket; every batch of
+  bytes is one pass over both rings (``on_kick`` for each vring's notify id, as read from the
+  table, because a byte does not say which vring). Kicks made during a pass leave as one byte.
+- Back-pressure instead of loss: when the host has no free receive buffer, the echo callback
+  sends the held kick, then blocks on the socket until the host returns buffers, and retries.
+  It stops consuming the host's transmit ring meanwhile, so a flooding host blocks in its own
+  send (the kernel's 15 s wait) and nothing is dropped or reordered.
+- When the host goes away (EOF), the remote forgets the rings, writes a fresh table (a crashed
+  host may have left DRIVER_OK behind) and waits for the next host, unless ``once`` is set.
+- The demo service is ``rpmsg-openamp-demo-channel``; the 32-bit payload 0xEF56A55A (native
+  order) asks the remote to shut down: it destroys its endpoint (a name-service DESTROY), sends
+  its last kick and exits with status 0. SIGTERM/SIGINT stop it the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType, TracebackType
+
+from remoteproc.core.rsc_table import TableBuilder
+from remoteproc.errors import RprocError
+from remoteproc.platforms.process import (
+    DEFAULT_LAYOUT,
+    DEFAULT_SHM_NAME,
+    DEFAULT_SOCKET_PATH,
+    NATIVE_BYTEORDER,
+    KickSocket,
+    ShmFile,
+    ShmLayout,
+)
+from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
+from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
+from remoteproc.virtio.bus import VIRTIO_ID_RPMSG
+
+__all__ = [
+    "ECHO_SERVICE",
+    "SHUTDOWN_MSG",
+    "EchoRemote",
+    "ProcessRemote",
+    "build_table",
+    "main",
+]
+
+log = logging.getLogger("remoteproc.remotes.echo")
+
+ECHO_SERVICE = "rpmsg-openamp-demo-channel"
+SHUTDOWN_MSG = 0xEF56A55A
+_SHUTDOWN_BYTES = struct.pack("=I", SHUTDOWN_MSG)
+
+
+def build_table(layout: ShmLayout = DEFAULT_LAYOUT, byteorder: str = NATIVE_BYTEORDER) -> bytes:
+    """The remote's resource table: one rpmsg vdev with the layout's two vrings."""
+    tb = TableBuilder(byteorder)
+    tb.add_vdev(
+        id=VIRTIO_ID_RPMSG,
+        notifyid=0,
+        dfeatures=1 << VIRTIO_RPMSG_F_NS,
+        vrings=[
+            (da, layout.vring_align, layout.vring_num, nid, 0)
+            for da, nid in zip(layout.vring_da, layout.vring_notifyid, strict=True)
+        ],
+    )
+    return bytes(tb.build())
+
+
+class _PeerGone(Exception):
+    """The host closed the connection while we were waiting on it."""
+
+
+class ProcessRemote:
+    """The remote's end of the process transport, serving one host at a time.
+
+    ``ProcessRemote(shm="openamp.shm", socket_path="/tmp/openamp.event.0", *, layout=...,
+    once=False, name="remote")``. Create endpoints on ``self.rpmsg``, then ``serve()`` (blocks;
+    ``stop()`` from another thread or a signal handler ends it). ``close()`` unlinks the socket.
+    """
+
+    def __init__(
+        self,
+        shm: str = DEFAULT_SHM_NAME,
+        socket_path: str = DEFAULT_SOCKET_PATH,
+        *,
+        layout: ShmLayout = DEFAULT_LAYOUT,
+        once: bool = False,
+        name: str = "remote",
+        unlink_shm: bool = False,
+    ) -> None:
+        self.layout = layout
+        self.socket_path = socket_path
+        self.once = once
+        self.name = name
+        self.unlink_shm = unlink_shm
+        self.byteorder = NATIVE_BYTEORDER
+        self.shm = ShmFile(shm, layout.shm_size, create=True)
+        self._table = build_table(layout, self.byteorder)
+        self.write_table()
+        # The vdev body starts after the entry's 4-byte type field.
+        (vdev_off,) = struct.unpack_from(self.byteorder + "I", self._table, 16)
+        base = layout.rsc_offset + vdev_off + 4
+        self.rpmsg = RpmsgRemote(
+            self.shm.view[base : base + len(self._table)],
+            pa_to_va=self._pa_to_va,
+            kick=self._kick,
+            byteorder=self.byteorder,
+            name=name,
+        )
+        self.link: KickSocket | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        self._listener.bind(socket_path)
+        self._listener.listen(1)
+        self.hosts_served = 0
+
+    # -- memory ----------------------------------------------------------------------------------
+    def write_table(self) -> None:
+        """Put a pristine table at its offset (at start and whenever a host goes away)."""
+        off = self.layout.rsc_offset
+        self.shm.view[off : off + len(self._table)] = self._table
+
+    def _pa_to_va(self, pa: int, n: int) -> memoryview | None:
+        if pa < 0 or n < 0 or pa + n > self.shm.size:
+            return None
+        return self.shm.view[pa : pa + n]
+
+    # -- kicks -----------------------------------------------------------------------------------
+    def _kick(self, notifyid: int) -> None:
+        link = self.link
+        if link is not None:
+            link.kick()
+
+    def wait_for_host(self) -> None:
+        """From inside a pass: send the held kick, then block until the host kicks back.
+        Raises ``_PeerGone`` on EOF or when stopping."""
+        link = self.link
+        if link is None or self._stopping.is_set():
+            raise _PeerGone()
+        link.flush()
+        if not link.wait():
+            raise _PeerGone()
+
+    def _pass(self) -> None:
+        """One look at both rings: receive first (vring 1), then buffers returned (vring 0)."""
+        rpmsg = self.rpmsg
+        try:
+            rings = rpmsg.vdev.vrings
+            rx_id, tx_id = rings[1].notifyid, rings[0].notifyid
+        except RprocError:
+            rx_id, tx_id = -1, -1
+        rpmsg.on_kick(rx_id)
+        rpmsg.on_kick(tx_id)
+
+    # -- serving ---------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Accept hosts one after the other until ``stop()`` (or the first one's EOF with
+        ``once``)."""
+        while not self._stopping.is_set():
+            listen_fd = self._listener.fileno()
+            ready, _, _ = select.select([listen_fd, self._wake_r], [], [])
+            if self._wake_r in ready or self._stopping.is_set():
+                break
+            conn, _ = self._listener.accept()
+            self.hosts_served += 1
+            log.info("%s: host connected", self.name)
+            self.link = KickSocket(conn)
+            try:
+                self._serve_host(self.link)
+            finally:
+                self.link.close()
+                self.link = None
+                # Forget the rings and give the next host a clean table.
+                self.rpmsg.close()
+                self.write_table()
+                log.info("%s: host gone", self.name)
+            if self.once:
+                break
+
+    def _serve_host(self, link: KickSocket) -> None:
+        while not self._stopping.is_set():
+            if not link.wait():
+                return
+            link.begin()
+            try:
+                self._pass()
+            except _PeerGone:
+                return
+            finally:
+                link.end()
+
+    def stop(self) -> None:
+        """Make ``serve`` return (from any thread or a signal handler)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        link = self.link
+        if link is not None:
+            with contextlib.suppress(OSError):
+                link.sock.shutdown(socket.SHUT_RD)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def close(self) -> None:
+        self.stop()
+        self.rpmsg.close()
+        self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.unlink_shm:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.shm.path)
+        self.rpmsg = None  # type: ignore[assignment]  # drop ring views before unmapping
+        self.shm.close()
+
+    def __enter__(self) -> ProcessRemote:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EchoRemote(ProcessRemote):
+    """OpenAMP's echo demo: every message on ``rpmsg-openamp-demo-channel`` goes back to its
+    sender; 0xEF56A55A shuts the remote down."""
+
+    def __init__(
+        self,
+        shm: str = DEFAULT_SHM_NAME,
+        socket_path: str = DEFAULT_SOCKET_PATH,
+        *,
+        service: str = ECHO_SERVICE,
+        **kw: object,
+    ) -> None:
+        super().__init__(shm, socket_path, name=kw.pop("name", "echo"), **kw)  # type: ignore[arg-type]
+        self.echoed = 0
+        self.shutdown_requested = False
+        self.ept = self.rpmsg.create_ept(service, self._on_message)
+
+    def _on_message(self, ept: RemoteEndpoint, data: bytes, src: int) -> None:
+        if data == _SHUTDOWN_BYTES:
+            log.info("%s: shutdown message received", self.name)
+            self.shutdown_requested = True
+            ept.destroy()
+            self._stopping.set()
+            return
+        while True:
+            try:
+                ept.sendto(data, src)
+                self.echoed += 1
+                return
+            except RprocError as err:
+                if err.errno != errno.ENOMEM:
+                    log.error("%s: echo to 0x%x failed: %s", self.name, src, err)
+                    return
+            # No host receive buffer: let the host catch up, then retry the same message.
+            self.wait_for_host()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m remoteproc.remotes.echo",
+        description="rpmsg echo remote over a /dev/shm file and a Unix socket (OpenAMP's Linux "
+        "machine transport)",
+    )
+    parser.add_argument("--shm", default=DEFAULT_SHM_NAME, help="file in /dev/shm, or a path")
+    parser.add_argument("--socket", default=DEFAULT_SOCKET_PATH, help="Unix socket path")
+    parser.add_argument("--service", default=ECHO_SERVICE, help="name announced to the host")
+    parser.add_argument("--once", action="store_true", help="exit when the first host disconnects")
+    parser.add_argument("--unlink-shm", action="store_true", help="remove the shm file on exit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="echo[%(process)d]: %(message)s",
+    )
+    remote = EchoRemote(
+        args.shm, args.socket, service=args.service, once=args.once, unlink_shm=args.unlink_shm
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        remote.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        remote.serve()
+    finally:
+        remote.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
