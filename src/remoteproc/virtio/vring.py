@@ -150,6 +150,12 @@ class _Ring:
         self.broken = False
         self.use_event_idx = False
         self._u16 = struct.Struct(byteorder + "H")
+        self._mask = num - 1
+        lay = self.layout
+        self._avail_ring_off = lay.avail_ring
+        self._avail_idx_off = lay.avail_idx
+        self._used_ring_off = lay.used_ring
+        self._used_idx_off = lay.used_idx
         self._desc = struct.Struct(byteorder + VRING_DESC)
         self._elem = struct.Struct(byteorder + VRING_USED_ELEM)
 
@@ -219,11 +225,34 @@ class DriverQueue(_Ring):
 
     def add_inbuf(self, pa: int, length: int, token: Any) -> None:
         """One device-writable buffer (``virtqueue_add_inbuf`` with a single sg entry)."""
-        self.add_sgs((), ((pa, length),), token)
+        self._add_one(pa, length, VRING_DESC_F_WRITE, token)
 
     def add_outbuf(self, pa: int, length: int, token: Any) -> None:
         """One device-readable buffer (``virtqueue_add_outbuf`` with a single sg entry)."""
-        self.add_sgs(((pa, length),), (), token)
+        self._add_one(pa, length, 0, token)
+
+    def _add_one(self, pa: int, length: int, flags: int, token: Any) -> None:
+        # The one-descriptor case of add_sgs, kept separate because rpmsg adds one buffer per
+        # message and this is its hot path.
+        if token is None or self.broken or not self._free:
+            self.add_sgs(
+                ((pa, length),) if not flags else (), ((pa, length),) if flags else (), token
+            )  # raises the right error
+            return
+        head = self._free.pop()
+        mem = self.mem
+        self._desc.pack_into(mem, VRING_DESC_SIZE * head, pa, length, flags, 0)
+        self._tokens[head] = token
+        self._chains[head] = (head,)
+        self._lengths[head] = length
+        avail = self._avail_idx
+        u16 = self._u16
+        u16.pack_into(mem, self._avail_ring_off + 2 * (avail & self._mask), head)
+        avail = (avail + 1) & 0xFFFF
+        self._avail_idx = avail
+        u16.pack_into(mem, self._avail_idx_off, avail)
+        self._in_flight += 1
+        self._num_added += 1
 
     def add_sgs(
         self,
@@ -304,7 +333,8 @@ class DriverQueue(_Ring):
 
     # -- taking buffers back -----------------------------------------------------------------
     def _used_idx(self) -> int:
-        return self._r16(self.layout.used_idx)
+        value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
+        return value
 
     def more_used(self) -> bool:
         return not self.broken and self._used_idx() != self._last_used
@@ -326,9 +356,8 @@ class DriverQueue(_Ring):
                     what="used idx",
                 )
                 return None
-            slot = last & (self.num - 1)
             head, used_len = self._elem.unpack_from(
-                self.mem, lay.used_ring + VRING_USED_ELEM_SIZE * slot
+                self.mem, self._used_ring_off + VRING_USED_ELEM_SIZE * (last & self._mask)
             )
             self._last_used = (last + 1) & 0xFFFF
             if self.use_event_idx and not self._avail_flags & VRING_AVAIL_F_NO_INTERRUPT:
@@ -393,7 +422,7 @@ class DriverQueue(_Ring):
         if self.broken:
             # The kernel reports a broken ring's interrupt as handled and does nothing.
             return True
-        if self._used_idx() == self._last_used:
+        if self._u16.unpack_from(self.mem, self._used_idx_off)[0] == self._last_used:
             return False
         if self.callback is not None:
             self.callback(self)
@@ -435,7 +464,8 @@ class DeviceQueue(_Ring):
         self.interrupts = 0
 
     def _avail_idx(self) -> int:
-        return self._r16(self.layout.avail_idx)
+        value: int = self._u16.unpack_from(self.mem, self._avail_idx_off)[0]
+        return value
 
     def has_avail(self) -> bool:
         return not self.broken and self._avail_idx() != self._last_avail
