@@ -369,18 +369,20 @@ class RpmsgBus:
         with self._rx_lock:
             if self._removed:
                 return
-            received = 0
+            # Buffers go back to the ring after the whole pass (the kernel re-posts each one at
+            # once): a remote that returns one buffer twice in a pass is then caught by the
+            # ring as "not a head" instead of finding the buffer freshly posted again.
+            done: list[int] = []
             while (got := rvq.get_buf()) is not None:
                 idx, used_len = got
-                received += 1
+                done.append(idx)
                 self._recv_single(idx, used_len)
-                self._repost(rvq, idx)
             if rvq.dropped:
-                for idx in rvq.dropped:
-                    self._repost(rvq, idx)
+                done.extend(rvq.dropped)
                 rvq.dropped.clear()
-                received += 1
-            if received == 0:
+            for idx in done:
+                self._repost(rvq, idx)
+            if not done:
                 log.debug("%s: uhm, incoming signal, but no used buffer ?", self.name)
                 return
             notify = rvq.kick_prepare()
