@@ -136,5 +136,601 @@ def fw_map(firmware: str, output: str) -> None:
     click.echo(f"wrote {output}: {len(memory_map.regions)} regions")
 
 
+# ---- remote processors: the kernel's ABI under --root ------------------------------------------
+
+_ROOT_HELP = ("Where the ABI lives: / on a board (the default), rprocd's mount point otherwise "
+              "(env RPROC_ROOT).")
+
+
+def _root_option(fn: Any) -> Any:
+    return click.option("--root", "root", default="/", envvar="RPROC_ROOT", show_default=True,
+                        type=click.Path(file_okay=False), help=_ROOT_HELP)(fn)
+
+
+def _json_option(fn: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+
+
+def _client_errors(fn: Any) -> Any:
+    """Run ``fn``; an ``RprocError`` (or Ctrl-C) ends the command with one line, no traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from remoteproc.errors import RprocError
+
+        try:
+            return fn(*args, **kwargs)
+        except RprocError as exc:
+            _fail(str(exc), 1)
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(0)
+
+    return wrapper
+
+
+def _abi(root: str, firmware_dir: str | None = None) -> Any:
+    from remoteproc.client.root import AbiRoot
+
+    return AbiRoot(root, firmware_dir=firmware_dir)
+
+
+def _proc(root: str, which: str | None) -> Any:
+    return _abi(root).processor(which)
+
+
+_PROC_ARG = click.argument("proc", required=False, metavar="[PROC]")
+_PROC_REQUIRED = click.argument("proc", metavar="PROC")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@main.command("list")
+@_root_option
+@_json_option
+@_client_errors
+def list_cmd(root: str, as_json: bool) -> None:
+    """List the remote processors (sys/class/remoteproc).
+
+    \b
+    Examples:
+      rproc list
+      rproc list --root /tmp/rproc --json
+    """
+    rows = [{"index": p.index, "device": p.dev_name, "name": p.name, "state": p.state}
+            for p in _abi(root).processors()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['device']:<14} {row['name']:<16} {row['state']}")
+
+
+@main.command("status")
+@_PROC_ARG
+@_root_option
+@_json_option
+@_client_errors
+def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
+    """Show every processor (or PROC): state, firmware, recovery, coredump mode, traces,
+    pending coredumps, rpmsg channels.
+
+    PROC is an index (0), a device name (remoteproc0) or the processor's name (m4).
+
+    \b
+    Examples:
+      rproc status
+      rproc status m4 --json
+    """
+    from remoteproc.client.rpmsg import channels
+
+    abi = _abi(root)
+    procs = [abi.processor(proc)] if proc is not None else abi.processors()
+    infos = []
+    for p in procs:
+        info = p.status()
+        info["rpmsg"] = [c.to_dict() for c in channels(abi, p)]
+        infos.append(info)
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"remote processors under {abi.root}")
+    for col in ("device", "name", "state", "firmware", "recovery", "coredump", "traces",
+                "dumps", "rpmsg"):
+        table.add_column(col)
+    for info in infos:
+        traces = info["traces"]
+        table.add_row(
+            info["device"], info["name"] or "?", _state_markup(info["state"]),
+            info["firmware"] or "?", info["recovery"] or "?", info["coredump"] or "?",
+            "n/a" if traces is None else " ".join(f"trace{n}" for n in traces) or "-",
+            " ".join(info["coredumps"]) or "-",
+            " ".join(c["name"] for c in info["rpmsg"]) or "-",
+        )
+    _console().print(table)
+    if any(info["traces"] is None for info in infos):
+        click.echo("(traces: n/a = debugfs not readable under "
+                   f"{abi.debugfs}; mount it or run as root)", err=True)
+
+
+def _state_markup(state: str | None) -> str:
+    colour = {"running": "green", "attached": "green", "crashed": "bold red",
+              "offline": "dim", "detached": "yellow"}.get(state or "", "")
+    return f"[{colour}]{state}[/]" if colour else (state or "?")
+
+
+def _lifecycle(root: str, proc: str, verb: str, wait: bool, timeout: float,
+               want: tuple[str, ...]) -> None:
+    p = _proc(root, proc)
+    getattr(p, verb)()
+    if wait:
+        state = p.wait_state(want, timeout)
+        click.echo(f"{p.dev_name} ({p.name}): {state}")
+
+
+@main.command("start")
+@_PROC_REQUIRED
+@_root_option
+@click.option("--session", is_flag=True,
+              help="Start through /dev/remoteprocN and hold it: the processor stops when this "
+                   "command ends, even if it is killed (shutdown-on-release).")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for it to run.")
+@_client_errors
+def start_cmd(proc: str, root: str, session: bool, timeout: float) -> None:
+    """Boot PROC with its firmware, or attach to it if a boot loader already started it
+    (state detached). Waits until it is running or attached.
+
+    \b
+    Examples:
+      rproc start m4                 # echo start > /sys/class/remoteproc/remoteprocN/state
+      rproc start 0 --session        # runs while this command runs (Ctrl-C stops it)
+    """
+    if not session:
+        _lifecycle(root, proc, "start", True, timeout, ("running", "attached"))
+        return
+    p = _proc(root, proc)
+    with p.session(shutdown_on_release=True) as s:
+        s.start()
+        state = p.wait_state(("running", "attached"), timeout)
+        click.echo(f"{p.dev_name} ({p.name}): {state}; holding {s.path} "
+                   "(Ctrl-C stops the processor)")
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        try:
+            while True:
+                signal.pause()
+        except KeyboardInterrupt:
+            pass
+    click.echo(f"{p.dev_name}: released {p.cdev}; state {p.state_or_unknown()}")
+
+
+@main.command("stop")
+@_PROC_REQUIRED
+@_root_option
+@click.option("--timeout", default=10.0, show_default=True)
+@_client_errors
+def stop_cmd(proc: str, root: str, timeout: float) -> None:
+    """Stop PROC (running or attached); it ends offline.
+
+    \b
+    Example:
+      rproc stop m4
+    """
+    _lifecycle(root, proc, "stop", True, timeout, ("offline",))
+
+
+@main.command("detach")
+@_PROC_REQUIRED
+@_root_option
+@click.option("--timeout", default=10.0, show_default=True)
+@_client_errors
+def detach_cmd(proc: str, root: str, timeout: float) -> None:
+    """Let an attached PROC run on without Linux (state detached); `rproc start` attaches
+    again without loading firmware.
+
+    \b
+    Example:
+      rproc detach m0 && rproc start m0
+    """
+    _lifecycle(root, proc, "detach", True, timeout, ("detached",))
+
+
+@main.command("firmware")
+@_PROC_REQUIRED
+@click.argument("name", required=False)
+@click.option("--install", "install", type=click.Path(dir_okay=False, exists=True),
+              help="Copy FILE into the firmware directory (as NAME, default its file name) "
+                   "first.")
+@click.option("--firmware-dir", type=click.Path(file_okay=False),
+              help="Where the kernel looks for images (default ROOT/lib/firmware).")
+@_root_option
+@_client_errors
+def firmware_cmd(proc: str, name: str | None, install: str | None, firmware_dir: str | None,
+                 root: str) -> None:
+    """Show or choose the firmware PROC boots next (sysfs firmware; the processor must be
+    offline to change it). NAME is relative to the firmware directory.
+
+    \b
+    Examples:
+      rproc firmware m4                                 # show
+      rproc firmware m4 rproc-m4-fw                     # choose
+      rproc firmware m4 echo.elf --install build/echo.elf
+    """
+    p = _abi(root, firmware_dir).processor(proc)
+    if install is not None:
+        dest = p.install_firmware(install, name)
+        click.echo(f"installed {dest}; {p.dev_name} will boot {p.firmware}")
+    elif name is not None:
+        p.set_firmware(name)
+        click.echo(f"{p.dev_name} will boot {p.firmware}")
+    else:
+        click.echo(p.firmware)
+
+
+@main.command("recovery")
+@_PROC_REQUIRED
+@click.argument("word", required=False, type=click.Choice(["enabled", "disabled", "recover"]))
+@_root_option
+@_client_errors
+def recovery_cmd(proc: str, word: str | None, root: str) -> None:
+    """Show or set crash recovery: enabled (restart after a crash), disabled (stay crashed for
+    inspection), recover (recover a crashed processor now).
+
+    \b
+    Examples:
+      rproc recovery m4 disabled
+      rproc recovery m4 recover
+    """
+    p = _proc(root, proc)
+    if word is not None:
+        p.set_recovery(word)
+    click.echo(p.recovery)
+
+
+@main.command("coredump")
+@_PROC_REQUIRED
+@click.argument("mode", required=False, type=click.Choice(["disabled", "enabled", "inline"]))
+@click.option("-o", "--fetch", "fetch", type=click.Path(dir_okay=False),
+              help="Save the processor's pending coredump to this file (then release it).")
+@click.option("--wait", "wait", default=0.0, show_default=True,
+              help="With --fetch: seconds to wait for a dump to appear.")
+@_root_option
+@_json_option
+@_client_errors
+def coredump_cmd(proc: str, mode: str | None, fetch: str | None, wait: float, root: str,
+                 as_json: bool) -> None:
+    """Show or set what a crash dumps (disabled, enabled: a copy, inline: read from device
+    memory while recovery waits), and fetch a dump (/sys/class/devcoredump/devcdN/data).
+
+    \b
+    Examples:
+      rproc coredump m4 enabled
+      rproc crash m4 watchdog && rproc coredump m4 --fetch m4.core --wait 5
+      gdb-multiarch fw.elf m4.core
+    """
+    p = _proc(root, proc)
+    if mode is not None:
+        p.set_coredump_mode(mode)
+    if fetch is None:
+        dumps = [d.name for d in p.coredumps()]
+        if as_json:
+            click.echo(json.dumps({"mode": p.coredump_mode, "pending": dumps}))
+        else:
+            click.echo(p.coredump_mode + (f" (pending: {' '.join(dumps)})" if dumps else ""))
+        return
+    dump = p.wait_coredump(wait) if wait > 0 else next(iter(p.coredumps()), None)
+    if dump is None:
+        import errno
+
+        from remoteproc.errors import RprocError
+
+        raise RprocError(errno.ENOENT, f"{p.dev_name} has no pending coredump (mode "
+                         f"{p.coredump_mode}); use --wait SECONDS after a crash",
+                         file=str(p.root.devcoredump_dir))
+    size = _fetch_with_progress(dump, fetch)
+    if as_json:
+        click.echo(json.dumps({"file": fetch, "bytes": size, "devcd": dump.name}))
+    else:
+        click.echo(f"saved {dump.name} to {fetch} ({size} bytes)")
+
+
+def _fetch_with_progress(dump: Any, dest: str) -> int:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(*Progress.get_default_columns()[:1], DownloadColumn(), TransferSpeedColumn(),
+                  transient=True, console=_console()) as progress:
+        task = progress.add_task(f"{dump.name}", total=None)
+
+        def step(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return int(dump.save(dest, step))
+
+
+@main.command("trace")
+@_PROC_REQUIRED
+@click.argument("n", default=0, required=False, type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the firmware adds.")
+@click.option("--interval", default=0.2, show_default=True, help="Seconds between reads.")
+@_root_option
+@_client_errors
+def trace_cmd(proc: str, n: int, follow: bool, interval: float, root: str) -> None:
+    """Print trace buffer N of PROC (debugfs remoteproc/remoteprocN/traceN).
+
+    \b
+    Examples:
+      rproc trace m4
+      rproc trace m4 0 --follow
+    """
+    p = _proc(root, proc)
+    if not follow:
+        click.echo(p.trace(n), nl=False)
+        return
+    p.trace(n)  # fail now, with the reason, if there is no such trace
+    for text in p.follow_trace(n, interval):
+        click.echo(text, nl=False)
+
+
+@main.command("crash")
+@_PROC_REQUIRED
+@click.argument("kind", metavar="TYPE", default="fatal")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the crash to be handled (crashed, then running after recovery).")
+@click.option("--timeout", default=15.0, show_default=True)
+@_root_option
+@_client_errors
+def crash_cmd(proc: str, kind: str, wait: bool, timeout: float, root: str) -> None:
+    """Make PROC crash (debugfs crash): TYPE is mmufault, watchdog, fatal or a number.
+
+    The platform reports the crash like a real fault; with recovery enabled the processor
+    is stopped, dumped (if coredump is enabled) and started again.
+
+    \b
+    Examples:
+      rproc crash m4 watchdog
+      rproc recovery m4 disabled && rproc crash m4 mmufault   # stays crashed
+    """
+    from remoteproc.client.watch import StateWatcher
+
+    p = _proc(root, proc)
+    with StateWatcher([p]) as watcher:
+        before = p.state
+        p.crash(kind)
+        if not wait:
+            return
+        seen = [before]
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for change in watcher.changes(deadline - time.monotonic()):
+                seen.append(change.new)
+            if "crashed" in seen[1:] and seen[-1] != "crashed":
+                break
+            if seen[-1] == "crashed" and p.recovery == "disabled":
+                break
+        click.echo(f"{p.dev_name}: " + " -> ".join(seen))
+        if "crashed" not in seen[1:] and seen[-1] == before:
+            click.echo(f"(no crash seen within {timeout:g} s: was {p.dev_name} running?)",
+                       err=True)
+            sys.exit(1)
+
+
+@main.command("watch")
+@click.argument("procs", nargs=-1, metavar="[PROC]...")
+@click.option("--interval", default=0.2, show_default=True,
+              help="Seconds between reads where the state file does not notify changes.")
+@click.option("--count", default=0, help="Stop after this many changes (0: never).")
+@click.option("--timeout", default=0.0, help="Stop after this many seconds (0: never).")
+@_root_option
+@_json_option
+@_client_errors
+def watch_cmd(procs: tuple[str, ...], interval: float, count: int, timeout: float, root: str,
+              as_json: bool) -> None:
+    """Print state changes of every processor (or of PROC...) as they happen.
+
+    Uses poll() on the sysfs state files where that wakes (rprocd); the kernel does not
+    notify state changes, so on a board it reads them every --interval seconds.
+
+    \b
+    Examples:
+      rproc watch
+      rproc watch m4 --json --count 2
+    """
+    import time
+
+    from remoteproc.client.watch import StateWatcher
+
+    abi = _abi(root)
+    targets = [abi.processor(w) for w in procs] if procs else abi.processors()
+    with StateWatcher(targets, interval=interval) as watcher:
+        if not as_json:
+            now = ", ".join(f"{d}={s}" for d, s in watcher.states().items())
+            click.echo(f"watching {now}; {watcher.mode}", err=True)
+        seen = 0
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            changes = watcher.changes(left)
+            for c in changes:
+                if as_json:
+                    click.echo(json.dumps({"time": c.time, "device": c.device, "name": c.name,
+                                           "old": c.old, "new": c.new}))
+                else:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(c.time))
+                    click.echo(f"{stamp} {c.device} ({c.name}): {c.old} -> {c.new}")
+                seen += 1
+                if count and seen >= count:
+                    return
+            sys.stdout.flush()
+
+
+# ---- rpmsg ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def rpmsg() -> None:
+    """Talk to a remote processor over rpmsg (/dev/rpmsg_ctrlN, /dev/rpmsgN).
+
+    By default messages go through the char device of the channel the firmware announced
+    as "rpmsg-raw"; --dst ADDR instead creates an endpoint of your own through
+    /dev/rpmsg_ctrlN that sends to remote address ADDR.
+    """
+
+
+def _endpoint(p: Any, channel: str, dst: int | None, name: str) -> Any:
+    """An open endpoint: a new one to ``dst`` through the ctrl device, else the char device
+    of the announced ``channel``."""
+    import errno
+
+    from remoteproc.client.rpmsg import RpmsgCtrl, endpoint_devices
+    from remoteproc.errors import RprocError
+
+    if dst is not None:
+        with RpmsgCtrl.for_processor(p) as ctrl:
+            return ctrl.create_endpoint(name, dst=dst)
+    for dev in endpoint_devices(p.root, p):
+        if dev.name == channel:
+            return dev.open()
+    raise RprocError(errno.ENOENT, f"{p.dev_name} has no /dev/rpmsgN for a channel named "
+                     f"{channel!r} "
+                     f"(state {p.state_or_unknown()}; `rproc rpmsg list` shows the channels; "
+                     "use --dst ADDR to make an endpoint of your own)", file=str(p.root.dev_dir))
+
+
+def _rpmsg_options(fn: Any) -> Any:
+    fn = click.option("--channel", default="rpmsg-raw", show_default=True,
+                      help="Announced channel whose /dev/rpmsgN to use.")(fn)
+    fn = click.option("--dst", type=int, default=None,
+                      help="Create an endpoint sending to this remote address instead.")(fn)
+    fn = click.option("--name", default="rproc-cli", show_default=True,
+                      help="Name of the endpoint created with --dst.")(fn)
+    return fn
+
+
+@rpmsg.command("list")
+@_PROC_ARG
+@_root_option
+@_json_option
+@_client_errors
+def rpmsg_list(proc: str | None, root: str, as_json: bool) -> None:
+    """List rpmsg channels (sys/bus/rpmsg/devices) and endpoint devices (/dev/rpmsgN)."""
+    from remoteproc.client.rpmsg import channels, endpoint_devices, format_addr
+
+    abi = _abi(root)
+    p = abi.processor(proc) if proc is not None else None
+    chans = channels(abi, p)
+    epts = endpoint_devices(abi, p)
+    if as_json:
+        click.echo(json.dumps({"channels": [c.to_dict() for c in chans],
+                               "endpoints": [e.to_dict() for e in epts]}, indent=2))
+        return
+    for c in chans:
+        click.echo(f"channel  {c.name:<28} src {format_addr(c.src):>5} dst "
+                   f"{format_addr(c.dst):>5}  {c.owner or ''} {c.device}")
+    for e in epts:
+        click.echo(f"endpoint {e.name or '?':<28} src {format_addr(e.src):>5} dst "
+                   f"{format_addr(e.dst):>5}  {e.owner or ''} {e.dev}")
+    if not chans and not epts:
+        click.echo("no rpmsg channels or endpoints", err=True)
+
+
+@rpmsg.command("send")
+@_PROC_REQUIRED
+@click.argument("message")
+@_rpmsg_options
+@click.option("--reply/--no-reply", default=True, show_default=True,
+              help="Wait for one message back and print it.")
+@click.option("--timeout", default=5.0, show_default=True)
+@_root_option
+@_client_errors
+def rpmsg_send(proc: str, message: str, channel: str, dst: int | None, name: str, reply: bool,
+               timeout: float, root: str) -> None:
+    """Send MESSAGE (at most 496 bytes) to PROC and print the reply.
+
+    \b
+    Examples:
+      rproc rpmsg send m4 hello                 # via the rpmsg-raw channel
+      rproc rpmsg send m4 hello --dst 1026      # own endpoint to address 1026
+    """
+    p = _proc(root, proc)
+    with _endpoint(p, channel, dst, name) as ept:
+        ept.drain()
+        ept.send(message.encode())
+        if reply:
+            click.echo(ept.recv(timeout).decode("utf-8", "backslashreplace"))
+
+
+@rpmsg.command("listen")
+@_PROC_REQUIRED
+@_rpmsg_options
+@click.option("--count", default=0, help="Stop after this many messages (0: never).")
+@click.option("--timeout", default=0.0, help="Give up after this many quiet seconds (0: never).")
+@_root_option
+@_client_errors
+def rpmsg_listen(proc: str, channel: str, dst: int | None, name: str, count: int,
+                 timeout: float, root: str) -> None:
+    """Print every message PROC sends to the endpoint, one per line.
+
+    \b
+    Example:
+      rproc rpmsg listen m4 --count 10
+    """
+    p = _proc(root, proc)
+    with _endpoint(p, channel, dst, name) as ept:
+        n = 0
+        while not count or n < count:
+            data = ept.recv(timeout or None)
+            click.echo(data.decode("utf-8", "backslashreplace"))
+            sys.stdout.flush()
+            n += 1
+
+
+@rpmsg.command("bench")
+@_PROC_REQUIRED
+@_rpmsg_options
+@click.option("--count", default=1000, show_default=True, help="Round trips.")
+@click.option("--size", default=64, show_default=True, help="Payload bytes (1..496).")
+@click.option("--timeout", default=5.0, show_default=True, help="Per round trip.")
+@_root_option
+@_json_option
+@_client_errors
+def rpmsg_bench(proc: str, channel: str, dst: int | None, name: str, count: int, size: int,
+                timeout: float, root: str, as_json: bool) -> None:
+    """Measure echo round trips to PROC: latency percentiles and throughput.
+
+    The firmware must echo (the bundled rpmsg-echo and crash firmware do).
+
+    \b
+    Example:
+      rproc rpmsg bench m4 --count 2000 --size 256 --json
+    """
+    from remoteproc.client.bench import echo_bench
+
+    p = _proc(root, proc)
+    with _endpoint(p, channel, dst, name) as ept:
+        result = echo_bench(ept, count=count, size=size, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{result['count']} round trips of {result['size']} bytes in "
+                   f"{result['seconds']:.3f} s: {result['round_trips_per_s']:.0f}/s, "
+                   f"{result['mb_per_s']:.3f} MB/s each way; latency p50 "
+                   f"{result['p50_us']:.0f} us, p99 {result['p99_us']:.0f} us, max "
+                   f"{result['max_us']:.0f} us")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,66 @@
+"""The kernel's userspace headers for remoteproc and rpmsg, as a program on a board includes them.
+
+Owns the ioctl numbers of ``include/uapi/linux/remoteproc_cdev.h`` and ``include/uapi/linux/
+rpmsg.h`` (spec §3.2, §9.6) and the one binary layout they carry, ``struct rpmsg_endpoint_info``.
+
+Rules:
+- Numbers are the asm-generic ``_IOC`` encoding the spec gives, written out as the spec does;
+  the tests rebuild each from ``ioc()`` (direction, magic, number, size), so a typo cannot pass.
+- ``struct rpmsg_endpoint_info`` is declared once (``ENDPOINT_INFO``) and used to build and parse.
+- Pure: no I/O, no imports beyond the standard library and the rpmsg wire constants.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from remoteproc.rpmsg.wire import RPMSG_ADDR_ANY, RPMSG_MTU, decode_name, encode_name
+
+__all__ = [
+    "ENDPOINT_INFO",
+    "RPMSG_ADDR_ANY",
+    "RPMSG_CREATE_DEV_IOCTL",
+    "RPMSG_CREATE_EPT_IOCTL",
+    "RPMSG_DESTROY_EPT_IOCTL",
+    "RPMSG_MTU",
+    "RPMSG_RELEASE_DEV_IOCTL",
+    "RPROC_GET_SHUTDOWN_ON_RELEASE",
+    "RPROC_SET_SHUTDOWN_ON_RELEASE",
+    "EndpointInfo",
+    "ioc",
+]
+
+IOC_NONE, IOC_WRITE, IOC_READ = 0, 1, 2
+
+
+def ioc(direction: int, magic: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (magic << 8) | nr
+
+
+# struct rpmsg_endpoint_info { char name[32]; __u32 src; __u32 dst; };  (native byte order)
+ENDPOINT_INFO = struct.Struct("=32sII")
+
+RPROC_SET_SHUTDOWN_ON_RELEASE = 0x4004B701  # _IOW(0xB7, 1, __s32)
+RPROC_GET_SHUTDOWN_ON_RELEASE = 0x8004B702  # _IOR(0xB7, 2, __s32)
+RPMSG_CREATE_EPT_IOCTL = 0x4028B501  # _IOW(0xb5, 0x1, struct rpmsg_endpoint_info)
+RPMSG_DESTROY_EPT_IOCTL = 0x0000B502  # _IO(0xb5, 0x2)
+RPMSG_CREATE_DEV_IOCTL = 0x4028B503  # _IOW(0xb5, 0x3, struct rpmsg_endpoint_info)
+RPMSG_RELEASE_DEV_IOCTL = 0x4028B504  # _IOW(0xb5, 0x4, struct rpmsg_endpoint_info)
+
+
+class EndpointInfo(NamedTuple):
+    """``struct rpmsg_endpoint_info``: unused addresses are ``RPMSG_ADDR_ANY``."""
+
+    name: str
+    src: int = RPMSG_ADDR_ANY
+    dst: int = RPMSG_ADDR_ANY
+
+    def pack(self) -> bytes:
+        return ENDPOINT_INFO.pack(encode_name(self.name), self.src & 0xFFFFFFFF,
+                                  self.dst & 0xFFFFFFFF)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> EndpointInfo:
+        name, src, dst = ENDPOINT_INFO.unpack(raw)
+        return cls(decode_name(name), src, dst)
