@@ -143,7 +143,9 @@ def run_stress(seconds: float, n_rprocs: int = 16, n_threads: int = 8, seed: int
         sim.clear_failures()
     for rp in rprocs:
         rp.recovery_disabled = True
-        for _ in range(1000):
+        # Every boot of a CRASHED processor only took a reference (§1.4), so the count can be
+        # large: one shutdown per reference.
+        for _ in range(rp.power + 1):
             if rp.state not in (State.RUNNING, State.ATTACHED, State.CRASHED):
                 break
             rp.shutdown()

@@ -206,6 +206,9 @@ class DmaPool:
                         self._free.insert(i, (start + need, tail))
                     self._used[start] = need
                     view = self._view[start : start + size]
+                    # dma_alloc_coherent hands out zeroed memory; a recycled block must not
+                    # show the previous owner's bytes.
+                    view[:] = bytes(size)
                     return view, self.base + start
         raise RprocError(errno.ENOMEM, "failed to allocate dma memory")
 

@@ -29,6 +29,7 @@ u32 da, u32 len, bytes; then rsc_len bytes of table.
 from __future__ import annotations
 
 import errno
+import mmap
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -111,6 +112,10 @@ def parse_image(data: bytes | bytearray | memoryview) -> SimImage:
     return SimImage(entry, segments, None if rsc_da == _NO_TABLE else rsc_da, table)
 
 
+def _anon(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, max(size, 1))
+
+
 @dataclass
 class SimMemory:
     """One memory of the simulated processor (TCM, SRAM...): host bytes at a device address."""
@@ -120,7 +125,9 @@ class SimMemory:
     size: int
 
     def __post_init__(self) -> None:
-        self.buf = bytearray(self.size)
+        # Anonymous mappings: zero pages that become resident only when touched, like a
+        # device's memory window, so hundreds of simulated cores cost what they use.
+        self.buf = _anon(self.size)
         self.view = memoryview(self.buf)
 
     def translate(self, da: int, n: int) -> memoryview | None:
@@ -173,7 +180,7 @@ class SimPlatform:
     ) -> None:
         self.name = name
         self.memories = [SimMemory(n, da, size) for n, da, size in memories]
-        self.dma = DmaPool(bytearray(dma_size), dma_base, name=f"{name}-dma")
+        self.dma = DmaPool(memoryview(_anon(dma_size)), dma_base, name=f"{name}-dma")
         self.elf = elf
         self.panic_delay_ms = panic_delay_ms
         self.can_attach = can_attach
