@@ -8,7 +8,6 @@ import ctypes
 import errno
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_abi_support import Abi, image, mounted_host, read_text, wait_until, write_errno
+from test_abi_support import Abi, mounted_host, read_text, wait_until, write_errno
 
 from remoteproc.core.states import State
 
@@ -319,7 +318,7 @@ def test_events_stream(abi: Abi) -> None:
         os.close(fd)
 
 
-# ---- debugfs ---------------------------------------------------------------------------------------
+# ---- debugfs ----------------------------------------------------------------------------
 
 
 def test_debugfs_files(abi: Abi) -> None:
@@ -338,8 +337,8 @@ def test_debugfs_files(abi: Abi) -> None:
     assert rt.startswith("Entry 0 is of type carveout\n  Device Address 0x")
     assert "Entry 1 is of type trace\n" in rt
     cm = read_text(d / "carveout_memories")
-    assert cm.startswith("Carveout memory entry:\n\tName: heap\n\tVirtual address: 0000000000000000\n"
-                         "\tDMA address: 0x")
+    assert cm.startswith("Carveout memory entry:\n\tName: heap\n"
+                         "\tVirtual address: 0000000000000000\n\tDMA address: 0x")
     assert "\tLength: 0x2000 Bytes\n\n" in cm
     assert read_text(d / "trace0") == "booted"
     assert write_errno(abi.sys(0, "state"), b"stop\n") == 0
@@ -406,7 +405,7 @@ def test_trace_read_sees_live_memory(abi: Abi) -> None:
     assert abi.sh("cat $R/sys/kernel/debug/remoteproc/remoteproc0/trace0").stdout == "hello"
 
 
-# ---- devcoredump -----------------------------------------------------------------------------------
+# ---- devcoredump ------------------------------------------------------------------------
 
 
 def test_devcoredump_read_releases(abi: Abi) -> None:
@@ -445,4 +444,3 @@ def test_libc_write_exact_count(abi: Abi) -> None:
         assert libc.write(fd, b"enabled\n", 8) == 8
     finally:
         os.close(fd)
-    _ = signal  # keep the import used for the interrupt test
