@@ -1,0 +1,157 @@
+"""/dev/remoteprocN (§3) on a real FUSE mount: exact-length writes, the shutdown-on-release
+ioctls, release semantics, and a SIGKILLed holder taking its processor down (seed 003)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_abi_support import Abi, mounted_host, read_text, wait_until, write_errno
+
+from remoteproc.abi.cdev import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
+from remoteproc.core.states import State
+
+PROCS: list[tuple[str, dict[str, object]]] = [
+    ("m4", {}),
+    ("early", {"state": State.DETACHED}),
+]
+
+
+@pytest.fixture
+def abi(tmp_path: Path) -> Iterator[Abi]:
+    with mounted_host(tmp_path, PROCS, rpmsg=False) as a:
+        yield a
+
+
+def get_flag(fd: int) -> int:
+    buf = bytearray(4)
+    assert fcntl.ioctl(fd, RPROC_GET_SHUTDOWN_ON_RELEASE, buf, True) == 0
+    return int(struct.unpack("<i", buf)[0])
+
+
+def set_flag(fd: int, value: int) -> None:
+    assert fcntl.ioctl(fd, RPROC_SET_SHUTDOWN_ON_RELEASE, bytearray(struct.pack("<i", value)),
+                       True) == 0
+
+
+def test_write_is_exact_length(abi: Abi) -> None:
+    dev = abi.dev("remoteproc0")
+    assert os.stat(dev).st_mode & 0o777 == 0o600
+    r = abi.sh("echo start > $R/dev/remoteproc0")
+    assert r.returncode != 0  # dash's echo reports any failed write as "I/O error"
+    assert write_errno(dev, b"start\n") == errno.EINVAL
+    assert abi.rproc(0).state is State.OFFLINE
+    r = abi.sh("echo -n start > $R/dev/remoteproc0")
+    assert r.returncode == 0, r.stderr
+    assert abi.rproc(0).state is State.RUNNING
+    assert write_errno(dev, b"stop\n") == errno.EINVAL
+    assert write_errno(dev, b"sto") == 0  # a prefix of stop
+    assert abi.rproc(0).state is State.OFFLINE
+    assert write_errno(dev, b"s") == 0  # "s" is checked against start first
+    assert abi.rproc(0).state is State.RUNNING
+    assert write_errno(dev, b"stop") == 0
+    assert write_errno(dev, b"startstart1") == errno.EINVAL  # 11 bytes
+    assert write_errno(dev, b"bogus") == errno.EINVAL
+    assert write_errno(dev, b"st\0rt") == errno.EINVAL
+    assert write_errno(dev, b"stop") == errno.EINVAL  # offline: the core's errno
+    assert write_errno(dev, b"detach") == errno.EINVAL  # not attached
+
+
+def test_attach_and_detach_through_cdev(abi: Abi) -> None:
+    dev = abi.dev("remoteproc1")
+    assert write_errno(dev, b"sta") == 0
+    assert abi.rproc(1).state is State.ATTACHED
+    assert write_errno(dev, b"d") == 0
+    assert abi.rproc(1).state is State.DETACHED
+
+
+def test_no_read_and_unknown_ioctl(abi: Abi) -> None:
+    fd = os.open(abi.dev("remoteproc0"), os.O_RDWR)
+    try:
+        with pytest.raises(OSError) as ei:
+            os.read(fd, 10)
+        assert ei.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as ei:
+            fcntl.ioctl(fd, 0x4004B703, bytearray(4), True)
+        assert ei.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as ei:
+            fcntl.ioctl(fd, 0x8004B7FF, bytearray(4), True)
+        assert ei.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+
+
+def test_flag_ioctls_are_per_processor(abi: Abi) -> None:
+    fd1 = os.open(abi.dev("remoteproc0"), os.O_RDWR)
+    fd2 = os.open(abi.dev("remoteproc0"), os.O_RDWR)
+    try:
+        assert get_flag(fd1) == 0
+        set_flag(fd1, 5)  # !!param
+        assert get_flag(fd2) == 1  # the flag lives in the processor
+        assert abi.rproc(0).cdev_put_on_release
+        set_flag(fd2, 0)
+        assert get_flag(fd1) == 0
+        assert get_flag(os.open(abi.dev("remoteproc1"), os.O_RDONLY)) == 0
+    finally:
+        os.close(fd1)
+        os.close(fd2)
+
+
+def test_release_shuts_down_or_detaches(abi: Abi) -> None:
+    # Without the flag nothing happens at close.
+    fd = os.open(abi.dev("remoteproc0"), os.O_WRONLY)
+    os.write(fd, b"start")
+    os.close(fd)
+    time.sleep(0.1)
+    assert abi.rproc(0).state is State.RUNNING
+    # With it, closing any descriptor (even one that never set it) stops the processor.
+    fd = os.open(abi.dev("remoteproc0"), os.O_RDWR)
+    set_flag(fd, 1)
+    other = os.open(abi.dev("remoteproc0"), os.O_RDONLY)
+    os.close(other)
+    assert wait_until(lambda: abi.rproc(0).state is State.OFFLINE, 1.0)
+    os.close(fd)
+    # An attached processor is detached, not stopped.
+    fd = os.open(abi.dev("remoteproc1"), os.O_RDWR)
+    set_flag(fd, 1)
+    os.write(fd, b"start")
+    assert abi.rproc(1).state is State.ATTACHED
+    os.close(fd)
+    assert wait_until(lambda: abi.rproc(1).state is State.DETACHED, 1.0)
+
+
+HOLDER = """
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.ioctl(fd, 0x4004B701, bytearray(struct.pack("<i", 1)), True)
+os.write(fd, b"start")
+print("running", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("n,after", [(0, State.OFFLINE), (1, State.DETACHED)])
+def test_sigkill_of_holder_takes_processor_down(abi: Abi, n: int, after: State) -> None:
+    """Seed 003: a controller killed with SIGKILL must not leave the processor running."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(abi.dev(f"remoteproc{n}"))],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
+        assert read_text(abi.sys(n, "state")) in ("running\n", "attached\n")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        assert wait_until(lambda: abi.rproc(n).state is after, 1.0)
+        assert time.monotonic() - t0 < 1.0
+        assert read_text(abi.sys(n, "state")) == f"{after.sysfs}\n"
+    finally:
+        proc.kill()
+        proc.wait()
