@@ -505,3 +505,50 @@ def test_pair_buses_are_listed_in_the_registry() -> None:
         assert {a.bus.name, b.bus.name} <= names
         chans = {c.device_name for c in registry.channels()}
         assert f"{a.bus.name}.rpmsg_ns.53.53" in chans
+
+
+def test_restart_the_remote_was_not_told_about() -> None:
+    """A transport that cannot report status changes: the remote notices the re-created rings
+    at the next kick, attaches again and re-announces."""
+    with _echo_pair() as pair:
+        host = _host_ept(pair)
+        host.send(b"before")
+        assert host.recv(0) == b"before"
+        pair.vdev.status_changed = lambda: None  # the remote hears nothing but kicks
+        pair.stop()
+        assert pair.remote.attached.is_set()  # it has no idea
+        bus = pair.start()  # probe kicks vring 0 once: the remote resyncs there
+        assert pair.remote.attach_count == 2
+        host2 = bus.create_ept(None, dst=pair.channel("rpmsg-echo").dst)
+        host2.send(b"after")
+        assert host2.recv(0) == b"after"
+        assert pair.remote.errors == 0
+
+
+def test_stop_wakes_a_callback_blocked_in_send() -> None:
+    with _echo_pair() as pair:
+        bus = pair.bus
+        assert bus is not None
+        outcome: list[int] = []
+        filler = _host_ept(pair)
+
+        def on_msg(ept: Endpoint, data: bytes, src: int) -> None:
+            try:
+                ept.sendto(b"reply", src, timeout=10)
+            except RprocError as err:
+                outcome.append(err.errno)
+
+        cb_ept = bus.create_ept(on_msg)
+        pair.pause_remote()
+        for _ in range(256):
+            filler.trysend(b"fill")
+        rept = pair.remote.endpoints()[0]
+        t = threading.Thread(target=rept.sendto, args=(b"ping", cb_ept.addr))
+        t.start()
+        time.sleep(0.1)  # the callback is now waiting for a TX buffer
+        t0 = time.monotonic()
+        pair.stop()
+        t.join(5)
+        assert time.monotonic() - t0 < 3
+        assert outcome == [errno.EPIPE]
+        pair.resume_remote()

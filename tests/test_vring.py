@@ -413,3 +413,54 @@ def test_random_ring_contents_never_raise_or_escape(garbage: bytes) -> None:
             break
     p.drv.interrupt()
     assert p.shm.guards_intact()
+
+
+def test_device_does_not_interrupt_for_nothing() -> None:
+    p = Pair()
+    assert p.dev.notify() is False  # nothing used yet
+    p.drv.add_outbuf(BUF_PA, 16, "a")
+    got = p.dev.pop_avail()
+    assert got is not None
+    p.dev.push_used(got[0], 0)
+    assert p.dev.notify() is True
+    assert p.dev.notify() is False  # already signalled
+    assert p.irqs == 1
+
+
+def test_callback_exception_does_not_escape(caplog: pytest.LogCaptureFixture) -> None:
+    p = Pair()
+
+    def boom(q: DriverQueue) -> None:
+        raise RuntimeError("driver bug")
+
+    p.drv.callback = boom
+    p.drv.add_outbuf(BUF_PA, 16, "a")
+    got = p.dev.pop_avail()
+    assert got is not None
+    p.dev.push_used(got[0], 0)
+    with caplog.at_level(logging.ERROR, "remoteproc.virtio"):
+        assert p.drv.interrupt() is True
+    assert "vring 1 callback failed" in caplog.text
+
+
+def test_device_notices_a_ring_recreated_under_it() -> None:
+    p = Pair()
+    p.drv.add_outbuf(BUF_PA, 16, "a")
+    got = p.dev.pop_avail()
+    assert got is not None
+    p.dev.push_used(got[0], 0)
+    assert p.dev.in_sync()
+    p.ring[:] = bytes(len(p.ring))  # the driver zeroes the ring in find_vqs
+    assert not p.dev.in_sync()
+    fresh = DeviceQueue(
+        p.ring,
+        8,
+        64,
+        index=1,
+        name="again",
+        byteorder="<",
+        pa_to_va=p.shm.pa_to_va,
+        notify=lambda: None,
+    )
+    fresh.resume_from_ring()
+    assert fresh.in_sync() and not fresh.has_avail()

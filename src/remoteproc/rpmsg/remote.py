@@ -17,6 +17,9 @@ Rules:
 - A status that drops DRIVER_OK (a reset: the host stopped, crashed, detached or is
   re-probing) detaches the rings at once: nothing is read or written in them afterwards.
   Endpoints survive and are announced again after the next DRIVER_OK (restart, re-attach).
+  A transport that cannot report status changes may rely on kicks: a status of 0 at the next
+  kick detaches, and rings the host re-created unseen between two kicks (status 0 and back to
+  DRIVER_OK) are recognised by a used index we did not write, and the remote starts over.
 - Endpoints with a name are announced with a name-service CREATE from their address to 53 when
   the host negotiated VIRTIO_RPMSG_F_NS, and with DESTROY when destroyed; announcements that find
   no host buffer wait for the host's next kick of vring 0.
@@ -208,6 +211,7 @@ class RpmsgRemote:
         try:
             with self._lock:
                 self._sync_status()
+                self._resync_if_lost()
                 if self._tx is None:
                     return
                 if notifyid == self._rx_notifyid:
@@ -229,6 +233,18 @@ class RpmsgRemote:
             self._attach()
         elif self._tx is not None and not status & VIRTIO_CONFIG_S_DRIVER_OK:
             self._detach()
+
+    def _resync_if_lost(self) -> None:
+        """The host re-created the rings without our transport telling us (the status went to
+        0 and back to DRIVER_OK between two kicks): start over from the table, as after a
+        reset. Seen as a used index we did not write (the host zeroes rings in find_vqs) or a
+        ring the vring layer marked broken."""
+        tx, rx = self._tx, self._rx
+        if tx is None or rx is None or (tx.in_sync() and rx.in_sync()):
+            return
+        log.warning("%s: vrings were re-created by the host, attaching again", self.name)
+        self._detach()
+        self._sync_status()
 
     def _error(self, code: int, message: str, *, vring: int | None, index: int | None) -> None:
         self.errors += 1
@@ -269,6 +285,8 @@ class RpmsgRemote:
             except RprocError as err:
                 self._error(err.errno, err.message, vring=i, index=None)
                 return
+        for q in queues:
+            q.resume_from_ring()
         self._tx, self._rx = queues
         self._tx_notifyid = geometry[0][3]
         self._rx_notifyid = geometry[1][3]

@@ -196,6 +196,10 @@ class RpmsgBus:
             if self._removing:
                 return
             self._removing = True
+        # Wake blocked senders first: one may be an endpoint callback holding _rx_lock, which
+        # we wait for below.
+        with self._tx_cond:
+            self._tx_cond.notify_all()
         self.vdev.reset()
         for ch in reversed(self.channels()):
             self._unregister_channel(ch)

@@ -425,7 +425,12 @@ class DriverQueue(_Ring):
         if self._u16.unpack_from(self.mem, self._used_idx_off)[0] == self._last_used:
             return False
         if self.callback is not None:
-            self.callback(self)
+            try:
+                self.callback(self)
+            except Exception:
+                # Like an interrupt handler, the callback has nobody to report to: an exception
+                # must not unwind into the transport thread that delivered the interrupt.
+                log.exception("%s: vring %d callback failed", self.name, self.index)
         return True
 
     def __repr__(self) -> str:
@@ -458,7 +463,6 @@ class DeviceQueue(_Ring):
         self._last_avail = 0
         self._used_idx = 0
         self._signalled_used = 0
-        self._signalled_valid = False
         self._notify_enabled = True
         self._used_flags = 0
         self.interrupts = 0
@@ -466,6 +470,21 @@ class DeviceQueue(_Ring):
     def _avail_idx(self) -> int:
         value: int = self._u16.unpack_from(self.mem, self._avail_idx_off)[0]
         return value
+
+    def resume_from_ring(self) -> None:
+        """Take the used index found in the ring as our own (0 for a ring the driver just
+        created), with everything before it consumed: how a device attaches to a ring."""
+        value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
+        self._used_idx = self._signalled_used = self._last_avail = value
+
+    def in_sync(self) -> bool:
+        """False when the ring is broken or its used index is not the one we wrote: the device
+        is the only writer of the used ring, so the driver must have re-created the ring (a
+        reset and re-probe we were not told about)."""
+        if self.broken:
+            return False
+        value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
+        return value == self._used_idx
 
     def has_avail(self) -> bool:
         return not self.broken and self._avail_idx() != self._last_avail
@@ -570,18 +589,20 @@ class DeviceQueue(_Ring):
 
     # -- interrupting the driver -------------------------------------------------------------
     def need_notify(self) -> bool:
-        """Whether the driver wants an interrupt for what was used since the last one."""
+        """Whether the driver wants an interrupt for what was used since the last one.
+
+        Nothing used since the last interrupt never interrupts (a batch is at most ``num``
+        entries, so the 16-bit indices cannot wrap onto each other between two calls).
+        """
         if self.broken:
             return False
         new = self._used_idx
         old = self._signalled_used
-        valid = self._signalled_valid
+        if new == old:
+            return False
         self._signalled_used = new
-        self._signalled_valid = True
         if self.use_event_idx:
-            if valid and new == old:
-                return False
-            return not valid or vring_need_event(self._r16(self.layout.used_event), new, old)
+            return vring_need_event(self._r16(self.layout.used_event), new, old)
         return not (self._r16(self.layout.avail_flags) & VRING_AVAIL_F_NO_INTERRUPT)
 
     def notify(self) -> bool:
