@@ -189,7 +189,8 @@ _PROC_REQUIRED = click.argument("proc", metavar="PROC")
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # A pipe or a file gets whole lines (rich would wrap tables at 80 columns).
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 @main.command("list")
@@ -500,30 +501,38 @@ def crash_cmd(proc: str, kind: str, wait: bool, timeout: float, root: str) -> No
       rproc crash m4 watchdog
       rproc recovery m4 disabled && rproc crash m4 mmufault   # stays crashed
     """
+    import time
+
     from remoteproc.client.watch import StateWatcher
 
     p = _proc(root, proc)
+    recovery = p.recovery
+    last_dump = max((d.index for d in p.coredumps()), default=-1)
     with StateWatcher([p]) as watcher:
-        before = p.state
+        seen = [watcher.states()[p.dev_name]]
         p.crash(kind)
         if not wait:
+            click.echo(f"{p.dev_name}: crash reported")
             return
-        seen = [before]
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for change in watcher.changes(deadline - time.monotonic()):
-                seen.append(change.new)
-            if "crashed" in seen[1:] and seen[-1] != "crashed":
+        t0 = time.monotonic()
+        dumps: list[Any] = []
+        while time.monotonic() - t0 < timeout:
+            seen += [c.new for c in watcher.changes(0.2)]
+            dumps = [d for d in p.coredumps() if d.index > last_dump]
+            up = seen[-1] in ("running", "attached")
+            if "crashed" in seen[1:] and (up or recovery == "disabled"):
                 break
-            if seen[-1] == "crashed" and p.recovery == "disabled":
+            # recovery can finish between two reads of state: a new dump proves the crash
+            if dumps and up:
+                break
+            if up and recovery == "enabled" and time.monotonic() - t0 > 1.0:
                 break
         click.echo(f"{p.dev_name}: " + " -> ".join(seen))
-        if "crashed" not in seen[1:] and seen[-1] == before:
-            click.echo(f"(no crash seen within {timeout:g} s: was {p.dev_name} running?)",
-                       err=True)
-            sys.exit(1)
+        for d in dumps:
+            click.echo(f"coredump {d.name}: fetch it with `rproc coredump {proc} --fetch FILE`")
+        if len(seen) == 1 and not dumps:
+            click.echo(f"(the state never left {seen[0]}: recovered faster than it could be "
+                       "read, or the processor was not running)", err=True)
 
 
 @main.command("watch")

@@ -362,7 +362,7 @@ class RemoteProc:
 
     # -- cdev
 
-    def session(self, *, shutdown_on_release: bool = True) -> Session:
+    def session(self, *, shutdown_on_release: bool | None = True) -> Session:
         """Open ``/dev/remoteprocN``: see ``Session``."""
         from remoteproc.client.session import Session
 

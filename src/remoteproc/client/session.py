@@ -39,10 +39,11 @@ class Session:
     """``/dev/remoteprocN`` open for this process.
 
     ``with proc.session() as s: s.start(); ...`` boots the processor and stops it again when
-    the block ends or the process dies. ``shutdown_on_release=False`` leaves the flag as it is.
+    the block ends or the process dies. ``shutdown_on_release``: True sets the flag at open,
+    False clears it, None leaves it as the processor has it (it is per processor).
     """
 
-    def __init__(self, proc: RemoteProc, *, shutdown_on_release: bool = True) -> None:
+    def __init__(self, proc: RemoteProc, *, shutdown_on_release: bool | None = True) -> None:
         self.proc = proc
         self.path = proc.cdev
         hint = (f"{self.path} does not exist: this kernel was built without "
@@ -54,8 +55,8 @@ class Session:
         except OSError as exc:
             raise explain(exc, self.path, "open", hint) from None
         try:
-            if shutdown_on_release:
-                self.shutdown_on_release = True
+            if shutdown_on_release is not None:
+                self.shutdown_on_release = shutdown_on_release
         except BaseException:
             self.close()
             raise
