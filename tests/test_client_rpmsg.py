@@ -1,0 +1,144 @@
+"""The client's rpmsg side against rpmsg_ctrl/rpmsg_char served over FUSE, over a live rpmsg bus
+whose remote is the Python echo remote: channel and endpoint discovery from sysfs, echo through
+an announced channel and through an endpoint made with the ctrl device, timeouts, size limits,
+destroy, asyncio and the echo benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rpmsg_pair import RpmsgPair
+from test_abi_support import wait_until
+
+from remoteproc.abi.fs import Mount
+from remoteproc.abi.tree import AbiTree
+from remoteproc.client.bench import echo_bench
+from remoteproc.client.root import AbiRoot
+from remoteproc.client.rpmsg import (
+    RPMSG_ADDR_ANY,
+    RpmsgCtrl,
+    channels,
+    endpoint_devices,
+)
+from remoteproc.core.host import Host
+from remoteproc.errors import RprocError
+from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote, echo
+
+
+@dataclass
+class Rig:
+    root: AbiRoot
+    svc: RemoteEndpoint
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    svc: list[RemoteEndpoint] = []
+
+    def setup(remote: RpmsgRemote) -> None:
+        remote.create_ept("rpmsg-raw", echo)
+        svc.append(remote.create_ept("svc", echo))
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with contextlib.ExitStack() as stack:
+        host = Host([], panic_hook=False)
+        stack.callback(host.close)
+        tree = AbiTree(host)
+        stack.callback(tree.close)
+        pair = RpmsgPair(num=16, mode="thread", start=False, remote_setup=setup)
+        stack.callback(pair.close)
+        pair.start()
+        stack.enter_context(Mount(tree.root, mnt))
+        assert wait_until(lambda: "rpmsg0" in os.listdir(mnt / "dev"))
+        yield Rig(AbiRoot(mnt), svc[0])
+
+
+def test_discovery(rig: Rig) -> None:
+    chans = {c.name: c for c in channels(rig.root)}
+    assert {"rpmsg-raw", "svc"} <= set(chans)
+    assert chans["svc"].dst == rig.svc.addr
+    [dev] = [d for d in endpoint_devices(rig.root) if d.name == "rpmsg-raw"]
+    assert dev.dst == chans["rpmsg-raw"].dst and dev.dev == rig.root.dev_dir / f"rpmsg{dev.index}"
+    assert RpmsgCtrl.available(rig.root)[0][0] == 0
+
+
+def test_echo_through_the_announced_channel(rig: Rig) -> None:
+    [dev] = [d for d in endpoint_devices(rig.root) if d.name == "rpmsg-raw"]
+    with dev.open() as ept:
+        ept.send(b"hello")
+        assert ept.recv(5) == b"hello"
+        ept.send(b"x" * 496)
+        assert ept.recv(5, size=10) == b"x" * 10  # one message per read, the rest dropped
+        with pytest.raises(RprocError) as e:
+            ept.recv(0.05)
+        assert e.value.errno == errno.ETIMEDOUT
+        with pytest.raises(RprocError) as e:
+            ept.send(b"x" * 497)
+        assert e.value.errno == errno.EMSGSIZE and "at most 496" in str(e.value)
+        with pytest.raises(RprocError) as e:
+            dev.open()
+        assert e.value.errno == errno.EBUSY and "one opener" in str(e.value)
+        with pytest.raises(RprocError) as e:
+            ept.destroy()  # the default endpoint of an announced channel
+        assert e.value.errno == errno.EINVAL and "announced" in str(e.value)
+
+
+def test_endpoint_through_the_ctrl_device(rig: Rig) -> None:
+    before = {d.index for d in endpoint_devices(rig.root)}
+    with RpmsgCtrl(rig.root, 0) as ctrl:
+        ept = ctrl.create_endpoint("mine", dst=rig.svc.addr)
+    assert ept.device.index not in before
+    assert (ept.name, ept.dst, ept.src) == ("mine", rig.svc.addr, RPMSG_ADDR_ANY)
+    ept.send(b"ping")
+    assert ept.recv(5) == b"ping"
+    path = ept.path
+    ept.destroy()
+    assert ept.closed
+    assert wait_until(lambda: not path.exists())
+
+
+def test_endpoint_without_destination_cannot_send(rig: Rig) -> None:
+    with RpmsgCtrl(rig.root, 0) as ctrl, ctrl.create_endpoint("nowhere") as ept:
+        with pytest.raises(RprocError) as e:
+            ept.send(b"lost")
+        assert e.value.errno == errno.EINVAL and "dst ANY cannot send" in str(e.value)
+
+
+def test_asyncio(rig: Rig) -> None:
+    [dev] = [d for d in endpoint_devices(rig.root) if d.name == "rpmsg-raw"]
+
+    async def talk() -> list[bytes]:
+        with dev.open() as ept:
+            reader = asyncio.create_task(ept.arecv())
+            await asyncio.sleep(0.01)  # the reader waits on the loop, not in a thread
+            assert not reader.done()
+            await ept.asend(b"async")
+            first = await asyncio.wait_for(reader, 5)
+            await ept.asend(b"again")
+            return [first, await asyncio.wait_for(ept.arecv(), 5)]
+
+    assert asyncio.run(talk()) == [b"async", b"again"]
+
+
+def test_echo_bench(rig: Rig) -> None:
+    [dev] = [d for d in endpoint_devices(rig.root) if d.name == "rpmsg-raw"]
+    with dev.open() as ept:
+        result = echo_bench(ept, count=50, size=100)
+    assert result["count"] == 50 and result["size"] == 100
+    assert 0 < result["p50_us"] <= result["p99_us"] <= result["max_us"]
+    with dev.open() as ept, pytest.raises(RprocError):
+        echo_bench(ept, count=1, size=497)
+
+
+def test_no_ctrl_device_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(RprocError) as e:
+        RpmsgCtrl(AbiRoot(tmp_path), 0)
+    assert e.value.errno == errno.ENOENT and "CONFIG_RPMSG_CTRL" in str(e.value)
