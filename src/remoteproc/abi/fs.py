@@ -20,7 +20,8 @@ Rules:
   libfuse; the ``Request.cancel`` given to handlers reads that mark on the serving thread, so a
   blocked read gives up and the dying caller is not left in uninterruptible sleep.
 - Threads: libfuse's multi-threaded loop runs in one thread owned by ``Mount``; it spawns its
-  own workers that call into Python. ``Mount.close()`` unmounts (lazily, then aborting the
+  own workers that call into Python, up to ``threads`` (64; libfuse's default of 10 would let
+  ten blocked readers stall the whole mount). ``Mount.close()`` unmounts (lazily, then aborting the
   connection through fusectl when files are still open), joins the thread and releases every
   handle left. The handle table is guarded by ``NodeOperations._lock`` (a leaf).
 - libfuse installs SIGTERM/SIGHUP handlers that merely end the loop if they are still at their
@@ -331,7 +332,7 @@ class Mount:
             mfusepy.FUSE(
                 self.ops, self.mountpoint, raw_fi=True, foreground=True, debug=self._debug,
                 fsname=self._fsname, subtype="rprocd", attr_timeout=0, entry_timeout=0,
-                negative_timeout=0, max_threads=self._threads,
+                negative_timeout=0, max_threads=self._threads, max_idle_threads=8,
             )
         except BaseException as exc:
             self._error = exc
