@@ -586,6 +586,65 @@ def watch_cmd(procs: tuple[str, ...], interval: float, count: int, timeout: floa
             sys.stdout.flush()
 
 
+# ---- rprocd in the background -------------------------------------------------------------------
+
+_DEFAULT_MOUNT = "/tmp/rproc"
+
+
+@main.command("up")
+@click.option("--mount", "mount", default=_DEFAULT_MOUNT, show_default=True,
+              type=click.Path(file_okay=False), help="Where rprocd mounts the ABI tree.")
+@click.option("--machine", type=click.Path(dir_okay=False, exists=True),
+              help="Machine description (default: the bundled virtual SoC).")
+@click.option("--firmware-dir", type=click.Path(file_okay=False),
+              help="Firmware folder, seen as MOUNT/lib/firmware (default: a temporary one).")
+@click.option("--sim", "sims", multiple=True, metavar="NAME",
+              help="In-memory processors instead of the machine (repeatable; no emulator).")
+@click.option("--timeout", default=60.0, show_default=True)
+@_client_errors
+def up_cmd(mount: str, machine: str | None, firmware_dir: str | None, sims: tuple[str, ...],
+           timeout: float) -> None:
+    """Start rprocd in the background on the default machine (emulated cores running the
+    bundled firmware), serving the kernel's ABI under MOUNT.
+
+    \b
+    Examples:
+      rproc up && export RPROC_ROOT=/tmp/rproc
+      rproc status                                 # uses $RPROC_ROOT
+      cat /tmp/rproc/sys/class/remoteproc/remoteproc0/state
+      rproc down
+    """
+    from remoteproc.client.launch import start_rprocd
+
+    with _console().status(f"starting rprocd at {mount}..."):
+        daemon = start_rprocd(mount, machine=machine, firmware_dir=firmware_dir, sims=sims,
+                              timeout=timeout)
+    procs = daemon.root.processors()
+    click.echo(f"rprocd (pid {daemon.pid}) serves {len(procs)} processors at {daemon.mount}; "
+               f"log: {daemon.log}")
+    for p in procs:
+        click.echo(f"  {p.dev_name:<14} {p.name:<16} {p.state}")
+    click.echo(f"use --root {daemon.mount} (or export RPROC_ROOT={daemon.mount}); "
+               f"stop it with `rproc down --mount {daemon.mount}`")
+
+
+@main.command("down")
+@click.option("--mount", "mount", default=_DEFAULT_MOUNT, show_default=True,
+              type=click.Path(file_okay=False))
+@_client_errors
+def down_cmd(mount: str) -> None:
+    """Stop the rprocd that `rproc up` started at MOUNT (its processors stop, it unmounts)."""
+    from remoteproc.client.launch import find_rprocd
+
+    daemon = find_rprocd(mount)
+    if daemon is None:
+        _fail(f"{mount}: no rprocd started by `rproc up` serves it", 1)
+        return
+    with _console().status(f"stopping rprocd (pid {daemon.pid})..."):
+        daemon.stop()
+    click.echo(f"rprocd stopped; {daemon.mount} unmounted")
+
+
 # ---- rpmsg ---------------------------------------------------------------------------------------
 
 
