@@ -3,6 +3,7 @@ ioctls, release semantics, and a SIGKILLed holder taking its processor down (see
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -155,3 +156,24 @@ def test_sigkill_of_holder_takes_processor_down(abi: Abi, n: int, after: State) 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_bad_user_pointers_efault(abi: Abi) -> None:
+    """copy_from_user failures: the kernel's FUSE copy fails before the request is sent."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(abi.dev("remoteproc0"), os.O_RDWR)
+    try:
+        assert libc.write(fd, ctypes.c_void_p(1), 5) == -1
+        assert ctypes.get_errno() == errno.EFAULT
+        with pytest.raises(OSError) as ei:
+            fcntl.ioctl(fd, RPROC_SET_SHUTDOWN_ON_RELEASE, 1)  # 1 taken as the pointer
+        assert ei.value.errno == errno.EFAULT
+    finally:
+        os.close(fd)
+
+
+def test_zero_length_write_never_reaches_the_device(abi: Abi) -> None:
+    """DIFF: the kernel's cdev refuses len 0 with EINVAL; FUSE answers a 0-byte write itself
+    with 0 and never asks the filesystem, so nothing happens here."""
+    assert write_errno(abi.dev("remoteproc0"), b"") == 0
+    assert abi.rproc(0).state is State.OFFLINE

@@ -274,6 +274,25 @@ def test_killed_blocked_writer_leaves_at_once(rig: Rig) -> None:
         proc.wait()
 
 
+def test_blocking_write_times_out_without_tx_buffers(rig: Rig) -> None:
+    """The kernel's 15 s wait ends in -ERESTARTSYS, which FUSE cannot carry: ETIMEDOUT here
+    (the bus's timeout is shortened for the test)."""
+    bus = rig.pair.bus
+    assert bus is not None
+    bus.tx_timeout = 0.3
+    fd = os.open(rig.dev("rpmsg0"), os.O_RDWR)
+    rig.pair.pause_remote()
+    try:
+        for _ in range(16):
+            os.write(fd, b"m")
+        t0 = time.monotonic()
+        assert oserr(os.write, fd, b"m") == errno.ETIMEDOUT
+        assert 0.25 < time.monotonic() - t0 < 3
+    finally:
+        rig.pair.resume_remote()
+        os.close(fd)
+
+
 def _can_open(path: Path) -> bool:
     try:
         os.close(os.open(path, os.O_RDWR))
