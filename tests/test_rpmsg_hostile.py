@@ -16,7 +16,7 @@ from rpmsg_pair import RpmsgPair
 
 from remoteproc.rpmsg.endpoint import Endpoint
 from remoteproc.rpmsg.remote import echo
-from remoteproc.rpmsg.wire import RPMSG_NS_ADDR
+from remoteproc.rpmsg.wire import RPMSG_NS_ADDR, RPMSG_NS_DESTROY, encode_ns_msg
 from remoteproc.virtio.vring import VRING_DESC_F_NEXT, DeviceQueue
 
 
@@ -154,6 +154,20 @@ def test_ns_message_of_the_wrong_length(
     assert f"vring 0: malformed ns msg ({length})" in caplog.text
     assert "rx buffer" in caplog.text
     assert len(pair.bus.channels()) == before
+    _still_echoes(pair)
+
+
+@pytest.mark.parametrize(("name", "addr"), [("rpmsg_ns", 53), ("rpmsg_ctrl", 0)])
+def test_ns_destroy_cannot_remove_bus_devices(
+    pair: RpmsgPair, caplog: pytest.LogCaptureFixture, name: str, addr: int
+) -> None:
+    assert pair.bus is not None
+    rept = pair.remote.endpoints()[0]
+    with caplog.at_level(logging.ERROR):
+        rept.sendto(encode_ns_msg(name, addr, RPMSG_NS_DESTROY, "<"), RPMSG_NS_ADDR)
+    assert "rpmsg_destroy_channel failed" in caplog.text
+    assert pair.bus.find_channel(name) is not None
+    assert pair.bus.get_ept(53) is not None
     _still_echoes(pair)
 
 

@@ -29,7 +29,8 @@ Rules:
   receive buffer is re-posted and the loop goes on (the kernel stops and leaks the buffer); a TX
   buffer whose ``add_outbuf`` fails is kept (the kernel loses it); a busy fixed address raises
   EADDRINUSE (the kernel returns NULL); name-service DESTROY announcements for our own channels
-  are not sent while the bus is being removed (the device is already reset).
+  are not sent while the bus is being removed (the device is already reset); a DESTROY from the
+  remote never matches the bus's ``rpmsg_ctrl``/``rpmsg_ns`` devices.
 """
 
 from __future__ import annotations
@@ -450,10 +451,24 @@ class RpmsgBus:
         return self._register_channel(name, src, dst, announce=src != RPMSG_ADDR_ANY)
 
     def release_channel(
-        self, name: str, src: int = RPMSG_ADDR_ANY, dst: int = RPMSG_ADDR_ANY
+        self,
+        name: str,
+        src: int = RPMSG_ADDR_ANY,
+        dst: int = RPMSG_ADDR_ANY,
+        *,
+        bus_devices: bool = True,
     ) -> None:
-        """``rpmsg_release_channel``: EINVAL if no channel matches."""
-        ch = self.find_channel(name, src, dst)
+        """``rpmsg_release_channel``: EINVAL if no channel matches. ``bus_devices=False``
+        leaves the bus's own ``rpmsg_ctrl`` and ``rpmsg_ns`` devices out of the match."""
+        with self._lock:
+            ch = next(
+                (
+                    c
+                    for c in self._channels
+                    if c.matches(name, src, dst) and (bus_devices or c.driver_override is None)
+                ),
+                None,
+            )
         if ch is None:
             raise RprocError(errno.EINVAL, f"no channel {name}:{src:x}:{dst:x}")
         self._unregister_channel(ch)
@@ -567,7 +582,9 @@ class RpmsgBus:
         if msg.flags & RPMSG_NS_DESTROY:
             log.info("%s: destroying channel %s addr 0x%x", self.name, msg.name, msg.addr)
             try:
-                self.release_channel(msg.name, RPMSG_ADDR_ANY, msg.addr)
+                # Unlike the kernel, an announcement cannot take down the bus's own devices
+                # (a DESTROY for "rpmsg_ns" at 53 or "rpmsg_ctrl" at 0 would match them).
+                self.release_channel(msg.name, RPMSG_ADDR_ANY, msg.addr, bus_devices=False)
             except RprocError as err:
                 log.error("%s: rpmsg_destroy_channel failed: %s", self.name, err)
         else:
