@@ -11,7 +11,8 @@
 SDK        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 FWROOT     := $(abspath $(SDK)/..)
 OUT        ?= $(FWROOT)/out/examples
-OBJROOT    ?= $(FWROOT)/out/obj/$(NAME)
+OBJBASE    ?= $(FWROOT)/out/obj
+OBJROOT    := $(OBJBASE)/$(NAME)
 ARCHES     ?= m4 rv32
 
 SDK_SRCS   := board.c trace.c printf.c libc.c rpmsg.c mbox_vsoc.c
