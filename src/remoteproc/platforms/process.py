@@ -35,7 +35,10 @@ Rules (host side):
   with ``report_crash(FATAL_ERROR)``; the core's recovery then runs ``stop`` and ``start`` (or
   ``detach``/``attach`` with ATTACH_ON_RECOVERY). We chose crash over an implicit detach because
   a remote that vanished took its rings with it: the channels must be torn down and recreated,
-  which is exactly what recovery does, and recovery can be disabled by the user.
+  which is exactly what recovery does, and recovery can be disabled by the user. Before
+  reporting, the reader waits up to ``PEER_EXIT_WAIT`` for the peer process (``SO_PEERCRED``) to
+  finish exiting: EOF can arrive while the dying remote's listening socket still accepts, and a
+  recovery that reconnected at once would land on that corpse.
 - ``command`` (optional) makes the platform the remote's launcher, the boot loader of this
   world: ``prepare``/``attach``/``start`` spawn it when it is not running, ``stop`` terminates it
   (SIGTERM, then SIGKILL), ``close`` reaps it. Without a command, ``start`` waits up to
@@ -56,6 +59,7 @@ import errno
 import logging
 import mmap
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -99,6 +103,8 @@ NATIVE_BYTEORDER = "<" if sys.byteorder == "little" else ">"
 
 _KICK = b"\x01"  # OpenAMP sends a 1; the value carries nothing
 _RECV_MAX = 4096
+# How long the reader waits, after EOF, for the remote's process to finish exiting.
+PEER_EXIT_WAIT = 0.5
 
 
 @dataclass(frozen=True)
@@ -290,6 +296,31 @@ class KickSocket:
         self.sock.close()
 
 
+def _peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end (Linux ``SO_PEERCRED``), for logs and tests."""
+    try:
+        cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid: int = struct.unpack("3i", cred)[0]
+    return pid
+
+
+def _wait_exit(pid: int | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` for process ``pid`` to end; True if it did (or is unknown)."""
+    if pid is None or pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return True  # already reaped, or not ours to see
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
 class ProcessPlatform:
     """The host's driver for one process remote.
 
@@ -335,6 +366,7 @@ class ProcessPlatform:
         self.kick_bytes_received = 0
         self.peer_deaths = 0
         self.connects = 0
+        self.peer_pid: int | None = None
 
     # -- the processor -------------------------------------------------------------------------
 
@@ -448,6 +480,8 @@ class ProcessPlatform:
                     exc.errno or errno.EIO, f"connect {self.socket_path}: {exc}"
                 ) from None
             self.connects += 1
+            self.peer_pid = _peer_pid(sock)
+            log.info("%s: connected to %s (pid %s)", self.name, self.socket_path, self.peer_pid)
             return sock
 
     def _ensure_connected(self) -> None:
@@ -510,6 +544,10 @@ class ProcessPlatform:
                 self._kick_pending = False
                 self._send_kick(sock)
         self._reader_ident = None
+        if self._closing:
+            return
+        # See "Peer death" above: let the dying remote's listening socket go first.
+        _wait_exit(self.peer_pid, PEER_EXIT_WAIT)
         if self._closing:
             return
         self.peer_deaths += 1

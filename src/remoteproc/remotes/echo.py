@@ -293,6 +293,7 @@ class EchoRemote(ProcessRemote):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m remoteproc.remotes.echo",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="rpmsg echo remote over a /dev/shm file and a Unix socket (OpenAMP's Linux "
         "machine transport)",
     )
