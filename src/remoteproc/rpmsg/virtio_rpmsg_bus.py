@@ -388,7 +388,7 @@ class RpmsgBus:
             for idx in done:
                 self._repost(rvq, idx)
             if not done:
-                log.debug("%s: uhm, incoming signal, but no used buffer ?", self.name)
+                log.warning("%s: uhm, incoming signal, but no used buffer ?", self.name)
                 return
             notify = rvq.kick_prepare()
         if notify:
