@@ -244,6 +244,19 @@ def test_owner_from_sysfs_link(tmp_path: Path) -> None:
                     "virtio0.rpmsg_ctrl.0.0/rpmsg/rpmsg_ctrl0")
     assert owner_rproc(link) == "remoteproc2"
     assert owner_rproc(tmp_path / "nothing") is None
+    # an entry that is a directory with a device link (rprocd's layout; a board's class/rpmsg
+    # entries have one too, leading to the parent rpmsg device)
+    (tmp_path / "sys/class/remoteproc/remoteproc3").mkdir(parents=True)
+    entry = tmp_path / "sys/class/rpmsg/rpmsg7"
+    entry.mkdir(parents=True)
+    (entry / "device").symlink_to("../../remoteproc/remoteproc3")
+    assert owner_rproc(entry) == "remoteproc3"
+    # a root whose own name looks like a device does not count
+    odd = tmp_path / "remoteproc9"
+    (odd / "cls").mkdir(parents=True)
+    (odd / "dev0").mkdir()
+    (odd / "cls/x").symlink_to("../dev0")
+    assert owner_rproc(odd / "cls/x") is None
 
 
 def test_rpmsg_channels_and_endpoint_devices(tree: Path) -> None:

@@ -645,6 +645,92 @@ def down_cmd(mount: str) -> None:
     click.echo(f"rprocd stopped; {daemon.mount} unmounted")
 
 
+@main.command("demo")
+@click.option("--root", "root", default=None, type=click.Path(file_okay=False),
+              help="Run on this tree (a board's / or a running rprocd) instead of starting "
+                   "rprocd on the default machine.")
+@click.option("--mount", "mount", default=None, type=click.Path(file_okay=False),
+              help="Where to mount the demo's own rprocd (default: a temporary folder).")
+@click.option("--sim", "sims", multiple=True, metavar="NAME",
+              help="Use in-memory processors instead of the default machine.")
+@click.option("--keep", is_flag=True, help="Leave the demo's rprocd running at the end.")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds allowed per wait.")
+@click.option("-o", "--output", "workdir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the coredump (default: the current folder).")
+@_client_errors
+def demo_cmd(root: str | None, mount: str | None, sims: tuple[str, ...], keep: bool,
+             timeout: float, workdir: str | None) -> None:
+    """Show the whole remoteproc lifecycle on the default machine: boot with resource
+    handling, rpmsg echo, trace, a crash with its coredump and recovery, stop, and detach /
+    re-attach of the core the boot loader started.
+
+    Starts rprocd on the default machine in a temporary mount (always unmounted at the end),
+    unless --root names a tree that already has processors.
+
+    \b
+    Examples:
+      rproc demo
+      rproc demo --root /tmp/rproc        # on `rproc up`'s daemon
+      sudo rproc demo --root /            # on a board (needs debugfs and rpmsg_char)
+    """
+    import tempfile
+    from pathlib import Path
+
+    from remoteproc.client.demo import Demo
+    from remoteproc.client.launch import start_rprocd
+    from remoteproc.client.root import AbiRoot
+
+    console = _console()
+    out = Path(workdir or ".").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    daemon = None
+    tmp = None
+    try:
+        if root is None:
+            if mount is None:
+                tmp = tempfile.mkdtemp(prefix="rproc-demo-")
+                mount = str(Path(tmp) / "root")
+            with console.status("starting rprocd on the "
+                                f"{'sim processors' if sims else 'default machine'}..."):
+                t0 = _now()
+                daemon = start_rprocd(mount, sims=sims, timeout=max(timeout, 60.0))
+            console.print(f"[green]✓[/] [bold]rprocd[/] ({_now() - t0:.1f} s): pid "
+                          f"{daemon.pid} serves the kernel ABI at {daemon.mount}",
+                          highlight=False)
+            abi = daemon.root
+        else:
+            abi = AbiRoot(root)
+        demo = Demo(abi, console, out, timeout=timeout)
+        steps = demo.run()
+    finally:
+        if daemon is not None and not keep:
+            with console.status("stopping rprocd and unmounting..."):
+                daemon.stop()
+        if tmp is not None and not keep:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    from rich.table import Table
+
+    table = Table(title="rproc demo")
+    for col in ("step", "result", "seconds"):
+        table.add_column(col)
+    colour = {"passed": "green", "failed": "red", "skipped": "yellow"}
+    for st in steps:
+        table.add_row(st.title, f"[{colour[st.status]}]{st.status}[/]", f"{st.seconds:.1f}")
+    console.print(table)
+    if daemon is not None and keep:
+        console.print(f"rprocd still serves {daemon.mount}: `rproc down --mount {daemon.mount}`")
+    if not demo.ok:
+        sys.exit(1)
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
 # ---- rpmsg ---------------------------------------------------------------------------------------
 
 

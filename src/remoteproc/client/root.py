@@ -127,18 +127,37 @@ def _numbered(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def owner_rproc(link: Path) -> str | None:
-    """The ``remoteprocN`` a sysfs device belongs to, read from the device's symlink (class
-    entries link into ``/sys/devices/.../remoteprocN/...``); None when the link says nothing."""
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
+def _innermost_rproc(parts: tuple[str, ...]) -> str | None:
     owner = None
-    for part in Path(target).parts:
+    for part in parts:
         if _RPROC_RE.match(part):
             owner = part  # the innermost remoteprocN on the path
     return owner
+
+
+def owner_rproc(entry: Path) -> str | None:
+    """The ``remoteprocN`` a sysfs device belongs to, or None when sysfs does not say.
+
+    On a board a class entry (``/sys/class/rpmsg/rpmsg0``) or a bus entry is a link into
+    ``/sys/devices/.../remoteprocN/...``, and a ``device`` link inside an entry
+    (devcoredump's ``failing_device`` is such a link itself) leads there too. Both are
+    followed to their real path; only the part below the entry's own directory counts, so a
+    root that happens to contain "remoteproc0" in its name cannot fool it."""
+    base = os.path.realpath(entry.parent)
+    for candidate in (entry, entry / "device"):
+        if not os.path.islink(candidate):
+            continue
+        real = os.path.realpath(candidate)
+        rel = os.path.relpath(real, os.path.commonpath([real, base]))
+        owner = _innermost_rproc(Path(rel).parts)
+        if owner is not None:
+            return owner
+        # a relative link whose target is outside this tree (a fake tree, a moved copy):
+        # the link text itself still names the device path
+        owner = _innermost_rproc(Path(os.readlink(candidate)).parts)
+        if owner is not None:
+            return owner
+    return None
 
 
 class AbiRoot:
