@@ -257,3 +257,20 @@ def test_auto_boot_detached_failure_unwinds_registration() -> None:
             host.add(rp)
         assert len(host) == 0 and rp.index == -1 and rp.host is None
         assert rp.state is State.DETACHED and rp.power == 0
+
+
+def test_platform_sets_detached_before_registration_only() -> None:
+    sim = SimPlatform("m4")
+    sim.preload(IMG)
+    rp = sim.make_rproc("m4", auto_boot=False)
+    rp.state = State.DETACHED
+    with pytest.raises(RprocError) as ei:
+        rp.state = State.RUNNING
+    assert ei.value.errno == errno.EINVAL
+    with Host([], panic_hook=False) as host:
+        host.add(rp)
+        with pytest.raises(RprocError) as ei:
+            rp.state = State.OFFLINE
+        assert ei.value.errno == errno.EBUSY
+        rp.boot()
+        assert rp.state is State.ATTACHED

@@ -117,13 +117,39 @@ def test_added_deleted_and_boot_failed_events() -> None:
         assert rp.state is State.DELETED
 
 
-def test_events_published_outside_the_lock() -> None:
+def test_subscribers_never_run_holding_the_lock_and_see_events_before_the_call_returns() -> None:
     r = rig(image())
     try:
         held: list[bool] = []
-        r.rproc.subscribe(lambda e: held.append(r.rproc._lock.owner is not None))
+        seen: list[str] = []
+
+        def on_event(e: Event) -> None:
+            held.append(r.rproc._lock.owner == threading.get_ident())
+            seen.append(e.state)
+
+        r.rproc.subscribe(on_event)
         r.rproc.boot()
+        assert seen == ["running"]  # delivered before boot() returned
         r.rproc.shutdown()
+        assert seen == ["running", "offline"]
         assert held and not any(held)
+    finally:
+        r.close()
+
+
+def test_events_flow_while_a_long_recovery_holds_the_lock() -> None:
+    r = rig(image())
+    try:
+        r.rproc.boot()
+        gate = threading.Event()
+        r.rproc.ops.coredump = lambda rp: gate.wait(5)  # a recovery stuck in its coredump
+        log = EventLog()
+        r.rproc.subscribe(log)
+        r.rproc.report_crash()
+        # Delivered now, while the recovery still holds the lock.
+        log.wait(lambda e: e.kind is EventKind.STATE and e.state == "offline")
+        assert r.rproc._lock.owner is not None
+        gate.set()
+        log.wait(lambda e: e.kind is EventKind.RECOVERY_DONE)
     finally:
         r.close()

@@ -320,6 +320,7 @@ def test_crash_reports_collapse_while_pending() -> None:
         for _ in range(50):
             r.rproc.report_crash()
         r.host.workqueue.flush(5)
+        assert r.host.dispatcher.flush(5)  # crash reports do not wait for their delivery
         assert r.rproc.crash_cnt == 1
         assert log.kinds().count(EventKind.CRASH) == 50
     finally:
@@ -363,3 +364,38 @@ def test_standalone_rproc_has_its_own_worker() -> None:
     assert wq.threads == 0
     assert rp.state is State.DELETED
     sim.close()
+
+
+def test_crash_registers_go_into_this_crash_coredump_only() -> None:
+    r, log = booted()
+    try:
+        r.rproc.set_coredump("enabled")
+        coredump.set_elf_info(r.rproc, coredump.ELFCLASS32, 40)
+        heap = r.rproc.find_carveout_by_name("heap")
+        assert heap is not None
+        coredump.add_segment(r.rproc, heap.da, 0x40)
+        r.rproc.report_crash(CrashType.MMUFAULT, regs={"arch": "arm", "pc": 0x1234ABCD})
+        recovered(log)
+        assert r.rproc.crash_regs is None  # used once
+        store = r.host.coredump_store
+        (n,) = store.list()
+        data = store.read(n, 0, 1 << 20)
+        assert (0x1234ABCD).to_bytes(4, "little") in data
+        assert b"CORE\0" in data  # the NT_PRSTATUS note's owner name
+    finally:
+        r.close()
+
+
+def test_host_close_releases_a_recovery_blocked_on_an_inline_dump() -> None:
+    r, log = booted()
+    coredump.set_elf_info(r.rproc, coredump.ELFCLASS32, 40)
+    heap = r.rproc.find_carveout_by_name("heap")
+    assert heap is not None
+    coredump.add_segment(r.rproc, heap.da, 0x40)
+    r.rproc.set_coredump("inline")
+    r.sim.crash()
+    log.wait(lambda e: e.kind is EventKind.RECOVERY_START)
+    t0 = time.monotonic()
+    r.close()  # nobody reads the dump: close must not wait for the 5 minute timeout
+    assert time.monotonic() - t0 < 5
+    assert r.rproc.state is State.DELETED

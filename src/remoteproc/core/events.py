@@ -4,8 +4,11 @@ Owns ``Event``, ``EventKind`` and ``EventBus``: every state change, crash report
 attach/detach, coredump, registration and deletion becomes one ``Event``.
 
 Rules:
-- Publishing never happens with a processor's lock held: ``rproc.py`` collects the events of a
-  locked section and publishes them after unlocking, so a subscriber may call back into the
+- Subscribers are never called with a processor's lock held. Processors post their events to a
+  ``Dispatcher`` (one thread per host) that delivers them in order as they happen, even while a
+  long locked section (a recovery waiting on an inline coredump) is still running. A lifecycle
+  call (``boot``, ``shutdown``...) waits, after unlocking, until its own events are delivered,
+  so when it returns every subscriber has seen them; a subscriber may call back into the
   processor (read its state, even shut it down) without deadlocking.
 - A subscriber that raises is logged and kept; it never breaks the publisher or other subscribers.
 - Subscriptions are resources: ``Subscription.close()`` / context manager. A blocking
@@ -13,12 +16,16 @@ Rules:
   iterated with ``for ev in sub`` or ``sub.get(timeout)``; ``async for ev in sub`` works from
   asyncio (events are handed to the loop with ``call_soon_threadsafe``). Closing a subscription
   ends its iteration.
-- Lock order: the bus's own lock is a leaf (held only to copy the subscriber list).
+- Lock order: the bus's and the dispatcher's locks are leaves (held only to copy the subscriber
+  list or to move a queue item); nothing is called while holding them.
+- Threads: the dispatcher's thread starts with its first event and is joined by ``close()``
+  (which delivers what is queued first); its owner is the host (or a standalone processor).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import itertools
@@ -31,7 +38,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Event", "EventBus", "EventKind", "Subscription"]
+__all__ = ["Dispatcher", "Event", "EventBus", "EventKind", "Subscription"]
 
 log = logging.getLogger("remoteproc")
 
@@ -246,3 +253,90 @@ class EventBus:
             subs = list(self._subs)
         for sub in subs:
             sub.close()
+
+
+class Dispatcher:
+    """Delivers posted events in order on one thread, outside every processor lock.
+
+    ``post(bus, ev)`` returns a ticket; ``wait(ticket)`` blocks until that event was delivered
+    (at once when called on the dispatcher's own thread, which is where subscribers run).
+    After ``close()`` events are delivered in the posting thread.
+    """
+
+    def __init__(self, name: str = "rproc-events") -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[int, EventBus, Event]] = collections.deque()
+        self._posted = 0
+        self._delivered = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def post(self, bus: EventBus, ev: Event) -> int:
+        with self._cond:
+            if not self._closed:
+                self._posted += 1
+                ticket = self._posted
+                self._queue.append((ticket, bus, ev))
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread.start()
+                self._cond.notify_all()
+                return ticket
+        bus.publish(ev)
+        return 0
+
+    def in_dispatcher(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        if ticket <= 0 or self.in_dispatcher():
+            return True
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._delivered >= ticket or self._thread is None, timeout
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything posted so far has been delivered."""
+        with self._cond:
+            ticket = self._posted
+        return self.wait(ticket, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                ticket, bus, ev = self._queue.popleft()
+            try:
+                bus.publish(ev)
+            finally:
+                with self._cond:
+                    self._delivered = ticket
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """Deliver what is queued, then stop and join the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._cond:
+            self._thread = None
+            self._cond.notify_all()
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

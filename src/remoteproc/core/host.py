@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from remoteproc.core.events import EventBus, EventKind
+from remoteproc.core.events import Dispatcher, EventBus, EventKind
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 
@@ -233,6 +233,7 @@ class Host:
         )
         self.builtin_firmware: dict[str, bytes | bytearray] = {}
         self.events = EventBus()
+        self.dispatcher = Dispatcher("rproc-events")
         self.workqueue = WorkQueue("rproc_recovery_wq", max_workers=workers)
         self._lock = threading.Lock()
         self._rprocs: dict[int, Rproc] = {}
@@ -279,7 +280,7 @@ class Host:
         rproc.host = self
         rproc.events.parent = self.events
         log.info("%s: %s is available", rproc.dev_name, rproc.name)
-        rproc.events.publish(rproc._event(EventKind.ADDED))
+        rproc._emit(EventKind.ADDED, wait=True)
         if rproc.auto_boot:
             try:
                 self._trigger_auto_boot(rproc)
@@ -309,7 +310,7 @@ class Host:
             try:
                 rproc.boot()
             except RprocError as exc:
-                rproc.events.publish(rproc._event(EventKind.BOOT_FAILED, error=exc))
+                rproc._emit(EventKind.BOOT_FAILED, wait=True, error=exc)
 
         self.workqueue.queue(("auto_boot", id(rproc)), auto_boot)
 
@@ -327,7 +328,7 @@ class Host:
             if self._rprocs.get(rproc.index) is not rproc:
                 raise RprocError(errno.ENODEV, f"{rproc.name} is not registered here")
         rproc._delete()
-        rproc.events.publish(rproc._event(EventKind.DELETED))
+        rproc._emit(EventKind.DELETED, wait=True)
         self._unregister(rproc)
 
     def get(self, index: int) -> Rproc:
@@ -386,15 +387,18 @@ class Host:
             return
         self._closed = True
         _unregister_panic_host(self)
-        # Auto-boots not started yet are dropped; running work finishes before we proceed.
+        # The store first: a recovery blocked on an inline dump (holding its processor's
+        # lock) is released, so the deletes below cannot wait for the dump timeout.
+        if self._own_store and self._coredump_store is not None:
+            self._coredump_store.close()
         for rproc in reversed(list(self)):
             try:
                 self.delete(rproc)
             except RprocError as exc:
                 log.error("%s: delete failed: %s", rproc.dev_name, exc)
+        # Queued work (auto-boots, crash handling) of deleted processors is dropped.
         self.workqueue.close()
-        if self._own_store and self._coredump_store is not None:
-            self._coredump_store.close()
+        self.dispatcher.close()  # delivers what is still queued
         self.events.close()
 
     @property

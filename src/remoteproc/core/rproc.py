@@ -14,8 +14,8 @@ Rules:
   ``RprocError(EINTR)``. ``set_firmware`` maps that to EINVAL, as the kernel does. A thread that
   already holds the lock and calls a lifecycle method again (an op calling back) gets EDEADLK
   instead of a silent deadlock.
-- Callbacks run outside the lock: events raised inside a locked section are queued and published
-  once the lock is released, in order.
+- Callbacks run outside the lock: events go to the host's ``Dispatcher`` thread as they happen;
+  a lifecycle call waits for its own events to be delivered after it unlocks (events.py).
 - The state changes only through ``states.transition``; this module never decides legality.
 - ``report_crash`` and ``vq_interrupt`` never take the lock: they are safe from any thread,
   including a platform's emulation thread while it is inside an op. Crash handling runs on the
@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from remoteproc.core import states
-from remoteproc.core.events import Event, EventBus, EventKind, Subscription
+from remoteproc.core.events import Dispatcher, Event, EventBus, EventKind, Subscription
 from remoteproc.core.memory import DmaPool, MemEntry, find_by_name, walk_da, walk_pa
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.resources import (
@@ -189,8 +189,9 @@ class Rproc:
         self.iommu_enabled = False
         self._preloaded = False  # running an image we did not load (attached)
         self._lock = _RprocLock()
-        self._pending: list[Event] = []
+        self._pending: tuple[Dispatcher, int] | None = None  # last event of a locked section
         self.events = EventBus()
+        self._own_dispatcher: Dispatcher | None = None
         self._own_wq: WorkQueue | None = None
         self._closed = False
 
@@ -226,6 +227,25 @@ class Rproc:
     def state(self) -> State:
         return self._state
 
+    @state.setter
+    def state(self, value: State) -> None:
+        """A platform may mark a core DETACHED (or back OFFLINE) before registering it, as a
+        kernel driver sets ``rproc->state`` before ``rproc_add``; afterwards only the state
+        machine changes it (EBUSY)."""
+        if (
+            self.host is not None
+            or self.power
+            or self._state
+            not in (
+                State.OFFLINE,
+                State.DETACHED,
+            )
+        ):
+            raise RprocError(errno.EBUSY, "state can only be set before registration")
+        if value not in (State.OFFLINE, State.DETACHED):
+            raise RprocError(errno.EINVAL, "initial state must be offline or detached")
+        self._state = State(value)
+
     def has_feature(self, feature: Feature | int) -> bool:
         return int(feature) in self._features
 
@@ -260,21 +280,35 @@ class Rproc:
         try:
             yield
         finally:
-            pending, self._pending = self._pending, []
-            self._lock.release()
-            for ev in pending:
-                self.events.publish(ev)
+            self._unlock()
+
+    def _unlock(self) -> None:
+        pending, self._pending = self._pending, None
+        self._lock.release()
+        if pending is not None:
+            # The caller returns only once subscribers have seen what it did.
+            pending[0].wait(pending[1])
+
+    def _dispatcher(self) -> Dispatcher:
+        if self.host is not None:
+            return self.host.dispatcher
+        if self._own_dispatcher is None:
+            self._own_dispatcher = Dispatcher(f"{self.name}-events")
+        return self._own_dispatcher
 
     def _event(self, kind: EventKind, **kw: Any) -> Event:
         return Event(kind, self.dev_name, self.name, self._state.sysfs, **kw)
 
-    def _emit(self, kind: EventKind, **kw: Any) -> None:
-        """Queue an event; published when the lock is released (or now, if not held)."""
-        ev = self._event(kind, **kw)
+    def _emit(self, kind: EventKind, *, wait: bool = False, **kw: Any) -> None:
+        """Post an event for delivery now (outside the lock, on the dispatcher's thread).
+
+        Inside a locked section the unlock waits for it; outside, ``wait`` decides."""
+        dispatcher = self._dispatcher()
+        ticket = dispatcher.post(self.events, self._event(kind, **kw))
         if self._lock.held():
-            self._pending.append(ev)
-        else:
-            self.events.publish(ev)
+            self._pending = (dispatcher, ticket)
+        elif wait:
+            dispatcher.wait(ticket)
 
     def _set_state(self, cause: Cause) -> None:
         old = self._state
@@ -374,10 +408,7 @@ class Rproc:
             self.firmware = text
             self._emit(EventKind.FIRMWARE, detail=text)
         finally:
-            pending, self._pending = self._pending, []
-            self._lock.release()
-            for ev in pending:
-                self.events.publish(ev)
+            self._unlock()
 
     def set_coredump(self, conf: Any, *, cancel: threading.Event | None = None) -> None:
         """sysfs/debugfs ``coredump`` write: EBUSY while CRASHED; ``conf`` is a DumpConf or its
@@ -447,8 +478,9 @@ class Rproc:
         dev = self.dev_name
         if self.ops.sanity_check is not None:
             self.ops.sanity_check(self, fw)
-        log.info("%s: Booting fw image %s, size %d", dev, fw.name, len(fw.data))
+        log.info("%s: Booting fw image %s, size %d", dev, fw.name, fw.size)
         self._preloaded = False
+        self.crash_regs = None
         byteorder = self._firmware_byteorder(fw)
         if byteorder is not None:
             self.byteorder = byteorder
@@ -569,6 +601,7 @@ class Rproc:
 
     def _attach(self) -> None:
         dev = self.dev_name
+        self.crash_regs = None
         self._enable_iommu()
         try:
             self._prepare_device()
@@ -736,12 +769,23 @@ class Rproc:
 
     # ---- crash and recovery (§1.9) -------------------------------------------------------------
 
-    def report_crash(self, crash_type: CrashType | int | str = CrashType.FATAL_ERROR) -> None:
-        """``rproc_report_crash``: safe from any thread; handling happens on a worker."""
+    def report_crash(
+        self,
+        crash_type: CrashType | int | str = CrashType.FATAL_ERROR,
+        *,
+        regs: dict[str, object] | None = None,
+    ) -> None:
+        """``rproc_report_crash``: safe from any thread; handling happens on a worker.
+
+        ``regs`` (optional) are the remote's registers at the crash, kept in ``crash_regs`` for
+        the coredump of this crash's recovery."""
         ct = CrashType.parse(crash_type)
+        if regs is not None:
+            self.crash_regs = regs
         label = states.crash_type_name(int(ct))
         log.error("%s: crash detected in %s: type %s", self.dev_name, self.name, label)
-        self.events.publish(self._event(EventKind.CRASH, detail=label))
+        # Not waited for: a platform's emulation thread must not block on subscribers.
+        self._emit(EventKind.CRASH, detail=label)
         self._workqueue().queue(("crash", id(self)), self._crash_handler_work)
 
     def _workqueue(self) -> WorkQueue:
@@ -816,6 +860,9 @@ class Rproc:
             log.error("%s: coredump failed: %s", self.dev_name, exc)
             self._emit(EventKind.COREDUMP, detail=f"failed: {exc}")
             return
+        finally:
+            # The registers belong to this crash; a later crash must not reuse them.
+            self.crash_regs = None
         self._emit(EventKind.COREDUMP, detail=self.dump_conf.value)
 
     def _attach_recovery(self) -> None:
@@ -878,6 +925,8 @@ class Rproc:
             self._own_wq.close()
         if self._own_coredump_store is not None:
             self._own_coredump_store.close()
+        if self._own_dispatcher is not None:
+            self._own_dispatcher.close()
 
     def __enter__(self) -> Rproc:
         return self
