@@ -314,3 +314,25 @@ def test_watch_by_reading_when_poll_does_not_wake(tree: Path) -> None:
         [c] = w.changes(1.0)
         assert (c.device, c.new) == ("remoteproc1", GONE)
         assert w.states() == {"remoteproc0": "running"}
+
+
+def test_channel_device_refuses_to_guess(tree: Path) -> None:
+    from remoteproc.client.rpmsg import channel_device
+
+    cls = tree / "sys/class/rpmsg"
+    for n in (0, 1):
+        d = cls / f"rpmsg{n}"
+        d.mkdir(parents=True)
+        for attr, value in (("name", "rpmsg-raw"), ("src", "1025"), ("dst", "1024")):
+            (d / attr).write_text(value + "\n")
+    abi = AbiRoot(tree)
+    m4 = abi.processor("m4")
+    with pytest.raises(RprocError) as e:
+        channel_device(m4)
+    assert e.value.errno == errno.ENOTUNIQ and "name one" in str(e.value)
+    # a device link naming the processor settles it (as on a board)
+    (cls / "rpmsg1/device").symlink_to("../../remoteproc/remoteproc0")
+    assert channel_device(m4).index == 1
+    with pytest.raises(RprocError) as e:
+        channel_device(m4, "rpmsg-tty")
+    assert e.value.errno == errno.ENOENT and "announces no such channel" in str(e.value)

@@ -45,6 +45,18 @@ def main() -> None:
       rproc fw info FW.elf        what the image holds, as Linux reads it
       rproc fw check FW.elf       what Linux will do with it at boot (exit 0/1/2)
       rproc fw map FW.elf -o m.svg  a picture of its device address space
+
+    \b
+    Processors, through the kernel's files under --root (/ on a board):
+      rproc demo                  the whole lifecycle on the emulated default machine
+      rproc up                    rprocd in the background (then --root /tmp/rproc)
+      rproc status                every processor: state, firmware, traces, dumps
+      rproc start|stop|detach P   lifecycle (P: index, remoteprocN or name)
+      rproc firmware P [NAME] [--install FILE]
+      rproc recovery P [enabled|disabled|recover]
+      rproc coredump P [MODE] [--fetch FILE]
+      rproc trace P [-f]          rproc crash P TYPE        rproc watch
+      rproc rpmsg send|listen|bench|list
     """
 
 
@@ -744,34 +756,46 @@ def rpmsg() -> None:
     """
 
 
-def _endpoint(p: Any, channel: str, dst: int | None, name: str) -> Any:
-    """An open endpoint: a new one to ``dst`` through the ctrl device, else the char device
-    of the announced ``channel``."""
-    import errno
+def _endpoint(p: Any, opts: dict[str, Any]) -> Any:
+    """An open endpoint: a new one to ``--dst`` through the ctrl device (``--ctrl N`` or the
+    processor's), the device named by ``--dev``, or the char device of the announced
+    ``--channel``."""
+    from remoteproc.client.rpmsg import EndpointDevice, RpmsgCtrl, channel_device
 
-    from remoteproc.client.rpmsg import RpmsgCtrl, endpoint_devices
-    from remoteproc.errors import RprocError
+    if opts["dst"] is not None:
+        ctrl = RpmsgCtrl(p.root, opts["ctrl"]) if opts["ctrl"] is not None else (
+            RpmsgCtrl.for_processor(p))
+        with ctrl:
+            return ctrl.create_endpoint(opts["name"], dst=opts["dst"])
+    if opts["dev"] is not None:
+        from pathlib import Path
 
-    if dst is not None:
-        with RpmsgCtrl.for_processor(p) as ctrl:
-            return ctrl.create_endpoint(name, dst=dst)
-    for dev in endpoint_devices(p.root, p):
-        if dev.name == channel:
-            return dev.open()
-    raise RprocError(errno.ENOENT, f"{p.dev_name} has no /dev/rpmsgN for a channel named "
-                     f"{channel!r} "
-                     f"(state {p.state_or_unknown()}; `rproc rpmsg list` shows the channels; "
-                     "use --dst ADDR to make an endpoint of your own)", file=str(p.root.dev_dir))
+        path = Path(opts["dev"])
+        return EndpointDevice(-1, None, None, None, path, None).open()
+    return channel_device(p, opts["channel"]).open()
 
 
 def _rpmsg_options(fn: Any) -> Any:
-    fn = click.option("--channel", default="rpmsg-raw", show_default=True,
-                      help="Announced channel whose /dev/rpmsgN to use.")(fn)
-    fn = click.option("--dst", type=int, default=None,
-                      help="Create an endpoint sending to this remote address instead.")(fn)
-    fn = click.option("--name", default="rproc-cli", show_default=True,
-                      help="Name of the endpoint created with --dst.")(fn)
-    return fn
+    """--channel/--dev/--dst/--name/--ctrl, gathered into one ``opts`` dict argument."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["opts"] = {k: kwargs.pop(k) for k in ("channel", "dev", "dst", "name", "ctrl")}
+        return fn(*args, **kwargs)
+
+    wrapper = click.option("--channel", default="rpmsg-raw", show_default=True,
+                           help="Announced channel whose /dev/rpmsgN to use.")(wrapper)
+    wrapper = click.option("--dev", type=click.Path(dir_okay=False), default=None,
+                           help="Use this endpoint device (/dev/rpmsgN) directly.")(wrapper)
+    wrapper = click.option("--dst", type=int, default=None,
+                           help="Create an endpoint sending to this remote address instead.")(
+                               wrapper)
+    wrapper = click.option("--name", default="rproc-cli", show_default=True,
+                           help="Name of the endpoint created with --dst.")(wrapper)
+    wrapper = click.option("--ctrl", type=int, default=None, metavar="N",
+                           help="With --dst: use /dev/rpmsg_ctrlN.")(wrapper)
+    return wrapper
 
 
 @rpmsg.command("list")
@@ -810,8 +834,8 @@ def rpmsg_list(proc: str | None, root: str, as_json: bool) -> None:
 @click.option("--timeout", default=5.0, show_default=True)
 @_root_option
 @_client_errors
-def rpmsg_send(proc: str, message: str, channel: str, dst: int | None, name: str, reply: bool,
-               timeout: float, root: str) -> None:
+def rpmsg_send(proc: str, message: str, opts: dict[str, Any], reply: bool, timeout: float,
+               root: str) -> None:
     """Send MESSAGE (at most 496 bytes) to PROC and print the reply.
 
     \b
@@ -820,7 +844,7 @@ def rpmsg_send(proc: str, message: str, channel: str, dst: int | None, name: str
       rproc rpmsg send m4 hello --dst 1026      # own endpoint to address 1026
     """
     p = _proc(root, proc)
-    with _endpoint(p, channel, dst, name) as ept:
+    with _endpoint(p, opts) as ept:
         ept.drain()
         ept.send(message.encode())
         if reply:
@@ -834,8 +858,8 @@ def rpmsg_send(proc: str, message: str, channel: str, dst: int | None, name: str
 @click.option("--timeout", default=0.0, help="Give up after this many quiet seconds (0: never).")
 @_root_option
 @_client_errors
-def rpmsg_listen(proc: str, channel: str, dst: int | None, name: str, count: int,
-                 timeout: float, root: str) -> None:
+def rpmsg_listen(proc: str, opts: dict[str, Any], count: int, timeout: float,
+                 root: str) -> None:
     """Print every message PROC sends to the endpoint, one per line.
 
     \b
@@ -843,7 +867,7 @@ def rpmsg_listen(proc: str, channel: str, dst: int | None, name: str, count: int
       rproc rpmsg listen m4 --count 10
     """
     p = _proc(root, proc)
-    with _endpoint(p, channel, dst, name) as ept:
+    with _endpoint(p, opts) as ept:
         n = 0
         while not count or n < count:
             data = ept.recv(timeout or None)
@@ -861,8 +885,8 @@ def rpmsg_listen(proc: str, channel: str, dst: int | None, name: str, count: int
 @_root_option
 @_json_option
 @_client_errors
-def rpmsg_bench(proc: str, channel: str, dst: int | None, name: str, count: int, size: int,
-                timeout: float, root: str, as_json: bool) -> None:
+def rpmsg_bench(proc: str, opts: dict[str, Any], count: int, size: int, timeout: float,
+                root: str, as_json: bool) -> None:
     """Measure echo round trips to PROC: latency percentiles and throughput.
 
     The firmware must echo (the bundled rpmsg-echo and crash firmware do).
@@ -874,7 +898,7 @@ def rpmsg_bench(proc: str, channel: str, dst: int | None, name: str, count: int,
     from remoteproc.client.bench import echo_bench
 
     p = _proc(root, proc)
-    with _endpoint(p, channel, dst, name) as ept:
+    with _endpoint(p, opts) as ept:
         result = echo_bench(ept, count=count, size=size, timeout=timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from remoteproc.client.root import AbiRoot
-from remoteproc.client.rpmsg import Endpoint, EndpointDevice, endpoint_devices
+from remoteproc.client.rpmsg import Endpoint, EndpointDevice, channel_device, endpoint_devices
 from remoteproc.client.rproc import RemoteProc
 from remoteproc.errors import RprocError
 
@@ -98,6 +98,7 @@ class Demo:
         self.target: RemoteProc | None = None
         self.has_vdev = False  # the booted firmware's table has a vdev: rpmsg is expected
         self._failed: set[str] = set()
+        self._known: set[int] = set()
 
     # -- step machinery
 
@@ -133,20 +134,36 @@ class Demo:
         """Open the echo channel's char device once the firmware has announced it."""
         deadline = time.monotonic() + timeout
         while True:
-            devs: list[EndpointDevice] = [d for d in endpoint_devices(self.root, proc)
-                                          if d.name == ECHO_CHANNEL]
-            if devs:
-                try:
-                    return devs[-1].open()
-                except RprocError as exc:
-                    # the channel may be re-created under us right after a recovery
-                    if exc.errno not in (errno.ENOENT, errno.ENETRESET, errno.EBUSY):
-                        raise
+            try:
+                return self._channel_device(proc).open()
+            except RprocError as exc:
+                # not announced yet, or re-created under us right after a recovery
+                if exc.errno not in (errno.ENOENT, errno.ENETRESET, errno.EBUSY):
+                    raise
             if time.monotonic() >= deadline:
                 raise RprocError(errno.ETIMEDOUT, f"{proc.dev_name} announced no "
                                  f"{ECHO_CHANNEL!r} channel within {timeout:g} s (does its "
                                  "firmware speak rpmsg?)", file=str(self.root.dev_dir))
             time.sleep(0.05)
+
+    def _channel_device(self, proc: RemoteProc) -> EndpointDevice:
+        try:
+            return channel_device(proc, ECHO_CHANNEL)
+        except RprocError as exc:
+            if exc.errno != errno.ENOTUNIQ:
+                raise
+        # sysfs names no owners and other processors have the channel too: ours is the one
+        # that appeared since the demo booted or attached its processor
+        fresh = [d for d in endpoint_devices(self.root, proc)
+                 if d.name == ECHO_CHANNEL and d.index not in self._known]
+        if len(fresh) != 1:
+            raise RprocError(errno.ENOTUNIQ, f"cannot tell which {ECHO_CHANNEL!r} device "
+                             f"belongs to {proc.dev_name}", file=str(self.root.dev_dir))
+        return fresh[0]
+
+    def _remember_devices(self) -> None:
+        """Note the rpmsg devices that exist before a processor comes up (see above)."""
+        self._known = {d.index for d in endpoint_devices(self.root)}
 
     def _echo(self, proc: RemoteProc, text: str) -> str:
         with self._endpoint(proc, self.timeout) as ept:
@@ -188,6 +205,7 @@ class Demo:
             p.stop()
             p.wait_state("offline", self.timeout)
         p.set_coredump_mode("enabled")
+        self._remember_devices()
         t0 = time.monotonic()
         p.start()
         p.wait_state("running", self.timeout)
@@ -270,11 +288,13 @@ class Demo:
         p = early[0]
         found = p.state
         if found == "detached":
+            self._remember_devices()
             p.start()
             p.wait_state("attached", self.timeout)
         self._echo_if_rpmsg(p, st, "attached")
         p.detach()
         p.wait_state("detached", self.timeout)
+        self._remember_devices()
         p.start()
         p.wait_state("attached", self.timeout)
         self._echo_if_rpmsg(p, st, "re-attached")

@@ -55,6 +55,7 @@ __all__ = [
     "EndpointDevice",
     "RpmsgChannel",
     "RpmsgCtrl",
+    "channel_device",
     "channels",
     "endpoint_devices",
     "format_addr",
@@ -168,6 +169,28 @@ def endpoint_devices(root: AbiRoot, proc: RemoteProc | None = None) -> list[Endp
             owner=owner,
         ))
     return found
+
+
+def channel_device(proc: RemoteProc, channel: str = "rpmsg-raw") -> EndpointDevice:
+    """The ``rpmsgN`` that rpmsg_char made for ``proc``'s announced ``channel``.
+
+    Devices whose processor sysfs does not name count as candidates; if that leaves more than
+    one, the choice would be a guess, so ENOTUNIQ asks the caller to name the device."""
+    devs = [d for d in endpoint_devices(proc.root, proc) if d.name == channel]
+    mine = [d for d in devs if d.owner == proc.dev_name]
+    if mine:
+        return mine[0]
+    if len(devs) == 1:
+        return devs[0]
+    if not devs:
+        raise RprocError(errno.ENOENT, f"{proc.dev_name} has no rpmsg char device for a "
+                         f"channel named {channel!r} (state {proc.state_or_unknown()}; its "
+                         "firmware announces no such channel, or the kernel lacks "
+                         "CONFIG_RPMSG_CHAR)", file=str(proc.root.dev_dir))
+    names = ", ".join(str(d.dev) for d in devs)
+    raise RprocError(errno.ENOTUNIQ, f"several {channel!r} devices ({names}) and sysfs does "
+                     f"not say which belongs to {proc.dev_name}: name one", file=str(
+                         proc.root.rpmsg_class_dir))
 
 
 class Endpoint:
@@ -407,8 +430,9 @@ class RpmsgCtrl:
                 raise RprocError(errno.ENOENT, f"{proc.dev_name} has no rpmsg control device "
                                  f"({where} is absent; the processor is {state}): "
                                  + _NO_RPMSG, file=str(proc.root.dev_dir))
-            raise RprocError(errno.ENODEV, f"none of the rpmsg control devices belongs to "
-                             f"{proc.dev_name} (its state is {state})", file=str(where))
+            raise RprocError(errno.ENOTUNIQ, f"several rpmsg control devices and sysfs does "
+                             f"not say which belongs to {proc.dev_name} (its state is "
+                             f"{state}): name one", file=str(where))
         return cls(proc.root, mine[0])
 
     def fileno(self) -> int:
