@@ -214,11 +214,10 @@ class AbiRoot:
             raise RprocError(errno.EINVAL, "several processors: name one of "
                              + self._choices(procs), file=str(self.class_dir))
         text = str(which)
-        m = _RPROC_RE.match(text)
-        if text.isdigit() or m:
-            index = int(text) if text.isdigit() else int(m.group(1)) if m else -1
+        m = re.fullmatch(r"(?:remoteproc)?(\d+)", text)
+        if m:
             for p in procs:
-                if p.index == index:
+                if p.index == int(m.group(1)):
                     return p
         for p in procs:
             try:

@@ -54,6 +54,7 @@ class _Watched:
             self.fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
             raise explain(exc, self.path, "watch") from None
+        self.state = ""
         self.state = self.read()
 
     def read(self) -> str:
@@ -69,7 +70,8 @@ class _Watched:
                 data += chunk
         except OSError:
             return GONE
-        return data.decode("utf-8", "replace").strip() or GONE
+        # an empty read is no state (a file being rewritten): keep the last one
+        return data.decode("utf-8", "replace").strip() or self.state
 
     def close(self) -> None:
         if self.fd >= 0:
