@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import logging
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,31 @@ def _check_geometry(mem: memoryview, num: int, align: int, index: int, name: str
     return layout
 
 
+class _U16:
+    """The ring's 16-bit fields, each read or written with one 16-bit access through a
+    ``cast("H")`` view of the ring (a ``struct.Struct`` look-alike: ``pack_into``/
+    ``unpack_from`` on the ring's own memory). ``struct`` copies byte by byte, and a peer in
+    another process then sees torn indices: between 0x6DFF and 0x6E00 it can read 0x6D00, a
+    ring that "jumped" back (measured with two processes on one mmap, process platform)."""
+
+    __slots__ = ("_h", "_swap")
+
+    def __init__(self, mem: memoryview, byteorder: str) -> None:
+        self._h = mem[: len(mem) & ~1].cast("H")
+        self._swap = byteorder != ("<" if sys.byteorder == "little" else ">")
+
+    def pack_into(self, mem: memoryview, off: int, value: int) -> None:
+        if self._swap:
+            value = ((value & 0xFF) << 8) | ((value >> 8) & 0xFF)
+        self._h[off >> 1] = value
+
+    def unpack_from(self, mem: memoryview, off: int) -> tuple[int]:
+        value: int = self._h[off >> 1]
+        if self._swap:
+            value = ((value & 0xFF) << 8) | (value >> 8)
+        return (value,)
+
+
 class _Ring:
     """What both roles share: the layout, the typed accessors, the error accounting."""
 
@@ -149,7 +175,7 @@ class _Ring:
         self.last_error: RprocError | None = None
         self.broken = False
         self.use_event_idx = False
-        self._u16 = struct.Struct(byteorder + "H")
+        self._u16 = _U16(self.mem, byteorder)
         self._mask = num - 1
         lay = self.layout
         self._avail_ring_off = lay.avail_ring
