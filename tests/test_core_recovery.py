@@ -399,3 +399,21 @@ def test_host_close_releases_a_recovery_blocked_on_an_inline_dump() -> None:
     r.close()  # nobody reads the dump: close must not wait for the 5 minute timeout
     assert time.monotonic() - t0 < 5
     assert r.rproc.state is State.DELETED
+
+
+def test_platform_bug_during_recovery_does_not_stick() -> None:
+    r, log = booted()
+    try:
+
+        def broken_start(rp: object) -> None:
+            raise ZeroDivisionError("platform bug")
+
+        r.rproc.ops.start = broken_start
+        r.sim.crash()
+        ev = log.wait(lambda e: e.kind in (EventKind.RECOVERY_DONE, EventKind.RECOVERY_FAILED))
+        assert ev.kind is EventKind.RECOVERY_FAILED
+        assert isinstance(ev.error, RprocError) and ev.error.errno == errno.EIO
+        assert r.rproc.state is State.OFFLINE
+        assert_clean(r)
+    finally:
+        r.close()

@@ -326,7 +326,7 @@ def test_no_driver_leaves_acknowledge() -> None:
         r.close()
 
 
-def test_find_vqs_bad_index_is_einval(driver: FakeDriver) -> None:
+def test_find_vqs_errors(driver: FakeDriver) -> None:
     r = rig(image(vdev_table((TEST_ID, RINGS[:1]))))
     try:
         from remoteproc.errors import RprocError
@@ -336,10 +336,13 @@ def test_find_vqs_bad_index_is_einval(driver: FakeDriver) -> None:
         vdev = r.rproc.rvdevs[0].virtio
         assert vdev is not None
         with pytest.raises(RprocError) as ei:
-            vdev.find_vqs(["a", "b"], [None, None])
-        assert ei.value.errno == errno.EINVAL
+            vdev.find_vqs(["a", "b"], [None, None])  # one vring: no vdev0vring1 carveout
+        assert ei.value.errno == errno.ENOMEM
         assert r.rproc.rvdevs[0].vrings[0].vq is None  # unwound
-        vqs = vdev.find_vqs([None, "a"][:1], [None])
+        with pytest.raises(RprocError) as ei:
+            vdev.find_vqs([None, None, "c"], [None, None, None])
+        assert ei.value.errno == errno.EINVAL
+        vqs = vdev.find_vqs([None], [None])
         assert vqs == [None]
     finally:
         r.close()

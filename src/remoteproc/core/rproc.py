@@ -827,11 +827,19 @@ class Rproc:
                     self._attach_recovery()
                 else:
                     self._boot_recovery()
-            except RprocError as exc:
-                log.error("%s: Failed to recover %s: %d", dev, self.name, -exc.errno)
+            except Exception as exc:
+                # A platform bug (not an RprocError) must not leave a stuck state either.
+                err = (
+                    exc
+                    if isinstance(exc, RprocError)
+                    else RprocError(errno.EIO, f"{type(exc).__name__}: {exc}")
+                )
+                log.error("%s: Failed to recover %s: %d", dev, self.name, -err.errno)
                 self._recovery_failed()
-                self._emit(EventKind.RECOVERY_FAILED, error=exc)
-                raise
+                self._emit(EventKind.RECOVERY_FAILED, error=err)
+                if err is exc:
+                    raise
+                raise err from exc
             self._emit(EventKind.RECOVERY_DONE)
 
     def _boot_recovery(self) -> None:
