@@ -196,10 +196,11 @@ class Demo:
         return self.steps
 
     def _boot(self, st: Step, procs: list[RemoteProc]) -> None:
-        candidates = [p for p in procs if p.state == "offline"]
-        candidates += [p for p in procs if p.state == "running"]
+        candidates = [p for p in procs if p.state in ("offline", "running")]
         if not candidates:
             raise _Skip("no offline or running processor to boot")
+        # an idle processor first, and one whose firmware can crash for real if there is one
+        candidates.sort(key=lambda p: (p.state != "offline", "crash" not in p.firmware))
         p = self.target = candidates[0]
         if p.state == "running":
             p.stop()
