@@ -331,12 +331,13 @@ class RprocVirtioDevice:
         """``rp_find_vq``."""
         rvdev = self.rvdev
         rproc = self.rproc
-        if vq_id >= len(rvdev.vrings):
+        if vq_id >= 2:  # RVDEV_NUM_VRINGS
             raise RprocError(errno.EINVAL, f"no vring {vq_id}", vring=vq_id)
+        ring_name = f"vdev{rvdev.index}vring{vq_id}"
+        mem = rproc.find_carveout_by_name(ring_name)
+        if vq_id >= len(rvdev.vrings) or mem is None or mem.va is None:
+            raise RprocError(errno.ENOMEM, f"{ring_name} is not allocated", vring=vq_id)
         rvring = rvdev.vrings[vq_id]
-        mem = rproc.find_carveout_by_name(rvring.carveout_name)
-        if mem is None or mem.va is None:
-            raise RprocError(errno.ENOMEM, f"{rvring.carveout_name} is not allocated", vring=vq_id)
         size = rvring.size
         mem.va[:size] = bytes(size)
         notifyid = rvring.notifyid
