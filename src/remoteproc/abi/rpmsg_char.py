@@ -82,7 +82,7 @@ RPMSG_GET_OUTGOING_FLOWCONTROL = 0x8004B505
 RPMSG_SET_INCOMING_FLOWCONTROL = 0x8004B506
 
 _EPTINFO = struct.Struct("<32sII")  # struct rpmsg_endpoint_info (host order: x86/arm LE)
-_SEND_SLICE = 0.05  # seconds per wait for a TX buffer before re-checking for a signal
+_SEND_SLICE = 0.25  # seconds per wait for a TX buffer before re-checking for a signal
 
 CHRDEV_NAMES = ("rpmsg-raw", "rpmsg_chrdev")
 
@@ -213,15 +213,23 @@ class EptDev:
                     raise RprocError(errno.EAGAIN, "no TX buffer") from exc
                 raise
             return len(data)
+        try:
+            ept.trysendto(data, self.dst)
+            return len(data)
+        except RprocError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+        # No TX buffer: wait for one in slices, so a signal is noticed within one slice.
         deadline = time.monotonic() + getattr(self.bus, "tx_timeout", DEFAULT_TX_TIMEOUT)
         while True:
+            req.check()
+            left = deadline - time.monotonic()
             try:
-                ept.sendto(data, self.dst, timeout=_SEND_SLICE)
+                ept.sendto(data, self.dst, timeout=max(0.001, min(_SEND_SLICE, left)))
                 return len(data)
             except RprocError as exc:
                 if exc.errno != ERESTARTSYS or time.monotonic() >= deadline:
                     raise
-            req.check()
 
     def poll(self, notify: Callable[[], None] | None) -> int:
         if notify is not None:
