@@ -1,0 +1,271 @@
+"""The machine description: which remote cores a virtual SoC has, and how each one boots.
+
+Owns ``MachineSpec`` / ``CoreSpec`` / ``MemorySpec`` (frozen, validated), ``parse_machine``
+(TOML text -> spec) and ``load_machine_spec`` (a file -> spec), plus ``DEFAULT_MACHINE``, the
+description that ships with the package.
+
+Format (every number may be written in hex)::
+
+    [machine]
+    name = "vsoc"
+
+    [ddr]                      # shared by every core and the host; pa == da
+    base = 0x80000000
+    size = 0x10000000
+    dma_base = 0x88000000      # optional: the host's DMA pool (default: the upper half)
+    dma_size = 0x08000000
+
+    [[core]]
+    name = "m4"
+    cpu = "cortex-m4"          # cortex-m4 | rv32imac | rv64imac
+    boot = "auto"              # auto (rproc auto-boot) | manual (starts offline) | preloaded
+    firmware = "rpmsg-echo-m4.elf"
+    recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
+    memory = [ { name = "tcm", da = 0x0, size = 0x80000 },
+               { name = "sram", da = 0x20000000, size = 0x40000 } ]
+
+``memory`` is optional (the default is the TCM and SRAM of docs/virtual-soc.md). The mailbox,
+console, timer, watchdog and system control windows are at the fixed addresses of that page.
+
+Rules:
+- Every error is ``RprocError(EINVAL)`` whose message names the file and the key, e.g.
+  ``default.toml: core[1].cpu: unknown cpu 'z80' (expected one of ...)``.
+- Parsing is pure: no emulator, no memory, no threads (the platform builds those).
+"""
+
+from __future__ import annotations
+
+import errno
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remoteproc.errors import RprocError
+
+__all__ = [
+    "BOOT_MODES",
+    "CPU_TYPES",
+    "DEFAULT_MACHINE",
+    "MMIO_BASE",
+    "MMIO_SIZE",
+    "CoreSpec",
+    "MachineSpec",
+    "MemorySpec",
+    "load_machine_spec",
+    "parse_machine",
+]
+
+DEFAULT_MACHINE = Path(__file__).resolve().parents[2] / "data" / "machines" / "default.toml"
+
+CPU_TYPES = ("cortex-m4", "rv32imac", "rv64imac")
+BOOT_MODES = ("auto", "manual", "preloaded")
+RECOVERY_MODES = ("reload", "attach")
+# The peripheral block (mailbox, console, timer, watchdog, sysctl) and the Cortex-M SCS.
+MMIO_BASE = 0x4000_0000
+MMIO_SIZE = 0x5000
+SCS_BASE = 0xE000_E000
+SCS_SIZE = 0x1000
+_PAGE = 0x1000
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    name: str
+    da: int
+    size: int
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    name: str
+    cpu: str
+    index: int
+    boot: str = "manual"
+    firmware: str | None = None
+    recovery: str = "reload"
+    memory: tuple[MemorySpec, ...] = ()
+
+    @property
+    def arch(self) -> str:
+        """``"arm"`` or ``"riscv"``: the coredump's register layout."""
+        return "arm" if self.cpu.startswith("cortex") else "riscv"
+
+    @property
+    def bits(self) -> int:
+        return 64 if self.cpu.startswith("rv64") else 32
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    name: str
+    ddr_base: int
+    ddr_size: int
+    dma_base: int
+    dma_size: int
+    cores: tuple[CoreSpec, ...]
+    source: str = "<string>"
+
+    def core(self, name: str) -> CoreSpec:
+        for c in self.cores:
+            if c.name == name:
+                return c
+        raise RprocError(errno.ENODEV, f"{self.source}: no core named {name!r}")
+
+
+DEFAULT_MEMORY = (
+    MemorySpec("tcm", 0x0000_0000, 0x8_0000),
+    MemorySpec("sram", 0x2000_0000, 0x4_0000),
+)
+
+
+class _Reader:
+    """Typed access to one TOML table with error messages naming file and key."""
+
+    def __init__(self, source: str, table: dict[str, Any], where: str) -> None:
+        self.source = source
+        self.table = table
+        self.where = where
+
+    def fail(self, key: str, message: str) -> RprocError:
+        path = f"{self.where}.{key}" if self.where else key
+        return RprocError(errno.EINVAL, f"{self.source}: {path}: {message}")
+
+    def _get(self, key: str, required: bool) -> Any:
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "missing")
+            return None
+        return self.table[key]
+
+    def str_(self, key: str, *, default: str | None = None, choices: tuple[str, ...] = ()
+             ) -> str | None:
+        v = self._get(key, default is None and not choices and False)
+        if v is None:
+            return default
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, f"expected a non-empty string, not {v!r}")
+        if choices and v not in choices:
+            raise self.fail(key, f"unknown value {v!r} (expected one of {', '.join(choices)})")
+        return v
+
+    def req_str(self, key: str, *, choices: tuple[str, ...] = ()) -> str:
+        v = self._get(key, True)
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, f"expected a non-empty string, not {v!r}")
+        if choices and v not in choices:
+            raise self.fail(key, f"unknown {key} {v!r} (expected one of {', '.join(choices)})")
+        return v
+
+    def int_(self, key: str, *, default: int | None = None, page: bool = False) -> int:
+        v = self._get(key, default is None)
+        if v is None:
+            assert default is not None
+            return default
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v >= 1 << 64:
+            raise self.fail(key, f"expected an unsigned integer, not {v!r}")
+        if page and v % _PAGE:
+            raise self.fail(key, f"{v:#x} is not a multiple of 4 KiB")
+        return v
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise self.fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
+
+
+def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
+    """Parse and validate a machine description; errors name ``source`` and the key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RprocError(errno.EINVAL, f"{source}: not valid TOML: {exc}") from exc
+    top = _Reader(source, doc, "")
+    top.check_keys({"machine", "ddr", "core"})
+    mt = doc.get("machine", {})
+    if not isinstance(mt, dict):
+        raise top.fail("machine", "expected a table")
+    m = _Reader(source, mt, "machine")
+    m.check_keys({"name"})
+    name = m.str_("name", default="vsoc") or "vsoc"
+
+    dt = doc.get("ddr", {})
+    if not isinstance(dt, dict):
+        raise top.fail("ddr", "expected a table")
+    d = _Reader(source, dt, "ddr")
+    d.check_keys({"base", "size", "dma_base", "dma_size"})
+    ddr_base = d.int_("base", default=0x8000_0000, page=True)
+    ddr_size = d.int_("size", default=0x1000_0000, page=True)
+    if ddr_size == 0:
+        raise d.fail("size", "must not be 0")
+    if ddr_base + ddr_size > 1 << 32:
+        raise d.fail("size", "the DDR window must end below 4 GiB")
+    dma_base = d.int_("dma_base", default=ddr_base + ddr_size // 2, page=True)
+    dma_size = d.int_("dma_size", default=ddr_base + ddr_size - dma_base, page=True)
+    if dma_base < ddr_base or dma_base + dma_size > ddr_base + ddr_size or dma_size == 0:
+        raise d.fail("dma_base", "the DMA pool must be a non-empty part of the DDR window")
+
+    cores_raw = doc.get("core", [])
+    if not isinstance(cores_raw, list) or not cores_raw:
+        raise top.fail("core", "expected at least one [[core]] table")
+    cores: list[CoreSpec] = []
+    seen: set[str] = set()
+    for i, ct in enumerate(cores_raw):
+        if not isinstance(ct, dict):
+            raise top.fail(f"core[{i}]", "expected a table")
+        c = _Reader(source, ct, f"core[{i}]")
+        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory"})
+        cname = c.req_str("name")
+        if cname in seen:
+            raise c.fail("name", f"duplicate core name {cname!r}")
+        seen.add(cname)
+        cpu = c.req_str("cpu", choices=CPU_TYPES)
+        boot = c.str_("boot", choices=BOOT_MODES) or "manual"
+        firmware = c.str_("firmware")
+        recovery = c.str_("recovery", choices=RECOVERY_MODES) or "reload"
+        if boot in ("auto", "preloaded") and firmware is None:
+            raise c.fail("firmware", f"boot = {boot!r} needs a firmware image name")
+        mem_raw = ct.get("memory")
+        mems: list[MemorySpec] = []
+        if mem_raw is None:
+            mems = list(DEFAULT_MEMORY)
+        else:
+            if not isinstance(mem_raw, list) or not mem_raw:
+                raise c.fail("memory", "expected a non-empty array of tables")
+            for j, mt_ in enumerate(mem_raw):
+                if not isinstance(mt_, dict):
+                    raise c.fail(f"memory[{j}]", "expected a table")
+                r = _Reader(source, mt_, f"core[{i}].memory[{j}]")
+                r.check_keys({"name", "da", "size"})
+                ms = MemorySpec(r.req_str("name"), r.int_("da", page=True),
+                                r.int_("size", page=True))
+                if ms.size == 0:
+                    raise r.fail("size", "must not be 0")
+                if ms.da + ms.size > 1 << 32:
+                    raise r.fail("size", "the region must end below 4 GiB")
+                fixed = [("mmio", MMIO_BASE, MMIO_SIZE), ("ddr", ddr_base, ddr_size)]
+                if cpu.startswith("cortex"):
+                    fixed.append(("scs", SCS_BASE, SCS_SIZE))
+                fixed += [(o.name, o.da, o.size) for o in mems]
+                for oname, oda, osize in fixed:
+                    if _overlaps((ms.da, ms.size), (oda, osize)):
+                        raise r.fail("da", f"region {ms.name!r} at {ms.da:#x} overlaps {oname}")
+                mems.append(ms)
+        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems)))
+    return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source)
+
+
+def load_machine_spec(path: str | Path) -> MachineSpec:
+    """Read and validate a machine description file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RprocError(errno.ENOENT, f"{p}: machine description not found") from exc
+    except OSError as exc:
+        raise RprocError(exc.errno or errno.EIO, f"{p}: {exc.strerror}") from exc
+    return parse_machine(text, p.name)

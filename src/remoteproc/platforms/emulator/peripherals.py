@@ -1,0 +1,453 @@
+"""The virtual SoC's peripherals (docs/virtual-soc.md) and the two service threads behind them.
+
+Owns:
+- ``Scheduler``: one thread per machine that runs deadline callbacks (timer periods, watchdog
+  checks, interrupt re-delivery). An idle machine has no deadlines and its thread sleeps on a
+  condition variable: no host CPU.
+- ``Dispatcher``: one thread per machine that runs host-side interrupt work (``vq_interrupt``,
+  crash reports, control words) so an emulation thread never runs host code that could call
+  back into the lifecycle (a shutdown from an rpmsg callback would join the very thread that
+  delivered it).
+- ``CoreIo``: one core's mailbox, console, timer, watchdog and system control registers, with
+  the MMIO read/write entry points the CPU wrappers map at ``0x4000_0000``.
+
+Rules:
+- ``CoreIo`` has one leaf lock; it never calls out while holding it. It reports to its
+  ``IoSink`` (the core) after releasing the lock: ``irq_changed()`` when a line may have risen,
+  ``fatal(code)`` for a FATAL write, ``watchdog_expired()`` from the scheduler thread.
+- Host-bound events (``TX_DATA``, ``CTRL_TX``, console lines) go to the sink's
+  ``to_host_*`` methods, which post them to the ``Dispatcher``.
+- ``Scheduler.close()`` and ``Dispatcher.close()`` stop and join their threads; the platform
+  that created them calls them (after stopping every core).
+- Lines are level-triggered: line 0 while ``RX_COUNT > 0`` (IRQ_ENABLE bit 0) or a control word
+  is pending (bit 1); line 1 while the timer's ``STATUS`` bit 0 is set.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol
+
+__all__ = [
+    "CONSOLE",
+    "LINE_MAILBOX",
+    "LINE_TIMER",
+    "MAILBOX",
+    "MIN_TIMER_PERIOD_US",
+    "SYSCTL",
+    "TIMER",
+    "WATCHDOG",
+    "CoreIo",
+    "Dispatcher",
+    "IoSink",
+    "Scheduler",
+]
+
+log = logging.getLogger("remoteproc.emulator")
+
+MAILBOX, CONSOLE, TIMER, WATCHDOG, SYSCTL = 0x0000, 0x1000, 0x2000, 0x3000, 0x4000
+LINE_MAILBOX, LINE_TIMER = 1 << 0, 1 << 1
+FIFO_DEPTH = 64
+EMPTY = 0xFFFF_FFFF
+# A period shorter than this would make the scheduler thread, not the firmware, the bottleneck.
+MIN_TIMER_PERIOD_US = 100
+CONSOLE_KEEP = 200  # lines of console output kept per core for tests and `rproc` tools
+
+
+class _Call:
+    __slots__ = ("cancelled", "deadline", "fn")
+
+    def __init__(self, deadline: float, fn: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """Deadline callbacks on one thread (``time.monotonic`` clock). Callbacks must be short."""
+
+    def __init__(self, name: str = "vsoc-sched") -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._seq = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def call_at(self, deadline: float, fn: Callable[[], None]) -> _Call:
+        call = _Call(deadline, fn)
+        with self._cv:
+            if self._closed:
+                call.cancelled = True
+                return call
+            heapq.heappush(self._heap, (deadline, next(self._seq), call))
+            if self._heap[0][2] is call:
+                self._cv.notify()
+        return call
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> _Call:
+        return self.call_at(time.monotonic() + delay, fn)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._closed:
+                        return
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cv.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        call = heapq.heappop(self._heap)[2]
+                        break
+                    self._cv.wait(delay)
+            if call.cancelled:
+                continue
+            try:
+                call.fn()
+            except Exception:  # a device model bug must not kill every core's timers
+                log.exception("scheduler callback failed")
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._heap.clear()
+            self._cv.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Dispatcher:
+    """Runs posted host-side work in order on one thread (the platform's "interrupt thread")."""
+
+    def __init__(self, name: str = "vsoc-irq") -> None:
+        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def post(self, fn: Callable[[], None]) -> None:
+        with self._idle:
+            if self._closed:
+                return
+            self._pending += 1
+        self._q.put(fn)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything posted so far ran (tests, orderly shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _run(self) -> None:
+        while True:
+            fn = self._q.get()
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception:
+                log.exception("host interrupt work failed")
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def close(self) -> None:
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+        self._q.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class IoSink(Protocol):
+    """What a ``CoreIo`` reports to (the core wrapper)."""
+
+    def irq_changed(self) -> None: ...
+    def fatal(self, code: int) -> None: ...
+    def watchdog_expired(self, timeout_ms: int) -> None: ...
+    def to_host_notify(self, notifyid: int) -> None: ...
+    def to_host_ctrl(self, word: int) -> None: ...
+    def console_line(self, text: str) -> None: ...
+
+
+class CoreIo:
+    """Mailbox, console, timer, watchdog and sysctl of one core."""
+
+    def __init__(self, index: int, scheduler: Scheduler, sink: IoSink | None = None) -> None:
+        self.index = index
+        self.scheduler = scheduler
+        self.sink = sink
+        self.lock = threading.Lock()
+        # mailbox
+        self.fifo: collections.deque[int] = collections.deque()
+        self.ctrl_rx = 0
+        self.irq_enable = 0
+        self.ctrl_tx_log: list[int] = []
+        # console
+        self._line = bytearray()
+        self.console: collections.deque[str] = collections.deque(maxlen=CONSOLE_KEEP)
+        # timer
+        self._t0 = time.monotonic_ns()
+        self.period_us = 0
+        self.timer_status = 0
+        self._tick: _Call | None = None
+        self._next_tick = 0.0
+        # watchdog
+        self.wdog_timeout_ms = 0
+        self._wdog_kick = 0.0
+        self._wdog_check: _Call | None = None
+        # sysctl (RSC_TABLE_* survive resets: they are the TAMP-like backup registers)
+        self.rsc_table_da = 0
+        self.rsc_table_size = 0
+        self.fatal_code: int | None = None
+        # counters, for tests and tools
+        self.kicks_to_host = 0
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def lines(self) -> int:
+        with self.lock:
+            return self._lines()
+
+    def _lines(self) -> int:
+        lines = 0
+        if (self.fifo and self.irq_enable & 1) or (self.ctrl_rx and self.irq_enable & 2):
+            lines |= LINE_MAILBOX
+        if self.timer_status & 1:
+            lines |= LINE_TIMER
+        return lines
+
+    def reset(self, *, clear_rsc: bool = False) -> None:
+        """Power-on state for a (re)started core; the backup registers survive unless asked."""
+        with self.lock:
+            self.fifo.clear()
+            self.ctrl_rx = 0
+            self.irq_enable = 0
+            self._line.clear()
+            self._t0 = time.monotonic_ns()
+            self.period_us = 0
+            self.timer_status = 0
+            if self._tick:
+                self._tick.cancel()
+                self._tick = None
+            self.wdog_timeout_ms = 0
+            if self._wdog_check:
+                self._wdog_check.cancel()
+                self._wdog_check = None
+            self.fatal_code = None
+            if clear_rsc:
+                self.rsc_table_da = 0
+                self.rsc_table_size = 0
+
+    def quiesce(self) -> None:
+        """Stop the timer and the watchdog (a halted or crashed core has no running clocks)."""
+        with self.lock:
+            if self._tick:
+                self._tick.cancel()
+                self._tick = None
+            if self._wdog_check:
+                self._wdog_check.cancel()
+                self._wdog_check = None
+
+    def now_us(self) -> int:
+        return (time.monotonic_ns() - self._t0) // 1000
+
+    # ---- host side ---------------------------------------------------------------------------
+
+    def host_kick(self, notifyid: int) -> bool:
+        """The host kicks ``notifyid``; False when the FIFO is full (the id is dropped)."""
+        with self.lock:
+            if len(self.fifo) >= FIFO_DEPTH:
+                return False
+            self.fifo.append(notifyid & 0xFFFF_FFFF)
+        self._changed()
+        return True
+
+    def host_ctrl(self, word: int) -> None:
+        with self.lock:
+            self.ctrl_rx = word & 0xFFFF_FFFF
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.sink is not None:
+            self.sink.irq_changed()
+
+    # ---- MMIO (called on the core's emulation thread) ----------------------------------------
+
+    def read(self, offset: int) -> int:
+        block, reg = offset & ~0xFFF, offset & 0xFFF
+        with self.lock:
+            if block == MAILBOX:
+                if reg == 0x00:
+                    return self.fifo.popleft() if self.fifo else EMPTY
+                if reg == 0x04:
+                    return len(self.fifo)
+                if reg == 0x0C:
+                    return self.irq_enable
+                if reg == 0x10:
+                    word, self.ctrl_rx = self.ctrl_rx, 0
+                    return word
+                if reg == 0x14:
+                    return (1 if self.fifo else 0) | (2 if self.ctrl_rx else 0)
+                return 0
+            if block == TIMER:
+                if reg in (0x00, 0x04):
+                    now = self.now_us()
+                    return now & 0xFFFF_FFFF if reg == 0 else (now >> 32) & 0xFFFF_FFFF
+                if reg == 0x08:
+                    return self.period_us
+                if reg == 0x0C:
+                    return self.timer_status
+                return 0
+            if block == WATCHDOG:
+                return self.wdog_timeout_ms if reg == 0 else 0
+            if block == SYSCTL:
+                if reg == 0x04:
+                    return self.index
+                if reg == 0x08:
+                    return self.rsc_table_da
+                if reg == 0x0C:
+                    return self.rsc_table_size
+                if reg == 0x10:
+                    return self._lines()
+                return 0
+            return 0
+
+    def write(self, offset: int, value: int, size: int = 4) -> None:
+        block, reg = offset & ~0xFFF, offset & 0xFFF
+        changed = False
+        notify: int | None = None
+        ctrl: int | None = None
+        line: str | None = None
+        fatal: int | None = None
+        with self.lock:
+            if block == MAILBOX:
+                if reg == 0x08:
+                    notify = value
+                    self.kicks_to_host += 1
+                elif reg == 0x0C:
+                    self.irq_enable = value & 3
+                    changed = True
+                elif reg == 0x18:
+                    ctrl = value
+                    self.ctrl_tx_log.append(value)
+            elif block == CONSOLE:
+                if reg == 0x00:
+                    ch = value & 0xFF
+                    if ch == 0x0A:
+                        line = self._line.decode("utf-8", "replace")
+                        self._line.clear()
+                        self.console.append(line)
+                    elif ch != 0x0D and len(self._line) < 4096:
+                        self._line.append(ch)
+            elif block == TIMER:
+                if reg == 0x08:
+                    self._set_period(value)
+                elif reg == 0x0C and value & 1:
+                    self.timer_status &= ~1
+            elif block == WATCHDOG:
+                if reg == 0x00:
+                    self.wdog_timeout_ms = value
+                    self._wdog_kick = time.monotonic()
+                    if self._wdog_check:
+                        self._wdog_check.cancel()
+                        self._wdog_check = None
+                    if value:
+                        self._wdog_check = self.scheduler.call_at(
+                            self._wdog_kick + value / 1000, self._wdog_fire)
+                elif reg == 0x04:
+                    self._wdog_kick = time.monotonic()
+            elif block == SYSCTL:
+                if reg == 0x00:
+                    self.fatal_code = value
+                    fatal = value
+                elif reg == 0x08:
+                    self.rsc_table_da = value
+                elif reg == 0x0C:
+                    self.rsc_table_size = value
+        sink = self.sink
+        if sink is None:
+            return
+        if notify is not None:
+            sink.to_host_notify(notify)
+        if ctrl is not None:
+            sink.to_host_ctrl(ctrl)
+        if line is not None:
+            sink.console_line(line)
+        if fatal is not None:
+            sink.fatal(fatal)
+        if changed:
+            sink.irq_changed()
+
+    # ---- timer and watchdog (scheduler thread) -----------------------------------------------
+
+    def _set_period(self, value: int) -> None:
+        # lock held
+        self.period_us = value
+        if self._tick:
+            self._tick.cancel()
+            self._tick = None
+        if value:
+            period = max(value, MIN_TIMER_PERIOD_US) / 1e6
+            self._next_tick = time.monotonic() + period
+            self._tick = self.scheduler.call_at(self._next_tick, self._timer_fire)
+
+    def _timer_fire(self) -> None:
+        with self.lock:
+            if not self.period_us or self._tick is None:
+                return
+            self.timer_status |= 1
+            period = max(self.period_us, MIN_TIMER_PERIOD_US) / 1e6
+            now = time.monotonic()
+            self._next_tick += period
+            if self._next_tick < now:  # we fell behind: skip the missed periods, no burst
+                self._next_tick = now + period
+            self._tick = self.scheduler.call_at(self._next_tick, self._timer_fire)
+        self._changed()
+
+    def _wdog_fire(self) -> None:
+        with self.lock:
+            timeout = self.wdog_timeout_ms
+            if not timeout or self._wdog_check is None:
+                return
+            deadline = self._wdog_kick + timeout / 1000
+            if time.monotonic() < deadline:
+                self._wdog_check = self.scheduler.call_at(deadline, self._wdog_fire)
+                return
+            self._wdog_check = None
+            self.wdog_timeout_ms = 0
+        if self.sink is not None:
+            self.sink.watchdog_expired(timeout)

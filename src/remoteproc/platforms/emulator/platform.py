@@ -1,0 +1,426 @@
+"""The emulator platform driver: builds a virtual SoC from a machine description and registers
+its processors with the remoteproc core.
+
+Owns ``EmulatorPlatform`` (the machine: shared DDR and its DMA pool, the scheduler and
+dispatcher threads, the boot loader, one ``EmulatedProcessor`` per core), ``EmulatedProcessor``
+(one core's platform driver: the ``RprocOps`` table and the core's crash reports), ``CrashReport``
+and ``load_machine(path, host)`` (the entry point ``rprocd`` uses).
+
+Rules:
+- Like every platform, this only fills ``RprocOps`` and calls ``report_crash`` /
+  ``vq_interrupt`` (architecture.md); both are called on the dispatcher thread, never on an
+  emulation thread, so host code reacting to them may stop the core.
+- Ops mapping: prepare checks the memory map is in place (memory is mapped for the whole life
+  of the platform, so the host can load before start); start resets the core to the boot
+  address and runs it on its thread; stop halts and joins it; attach adopts a running core (or,
+  on attach-recovery of a crashed core, has the boot loader restart its image); detach posts the
+  DETACH control word and leaves the core running; kick pushes the notify id into the mailbox;
+  da_to_va is the core's own address view; panic posts SHUTDOWN; get_loaded_rsc_table reads the
+  sysctl RSC_TABLE_* registers the firmware published.
+- Ownership: ``close()`` stops every core (joining its thread), then the scheduler and the
+  dispatcher (joining theirs), then releases memory. Unregistering processors from a ``Host`` is
+  the host's business (``Host.close``); close the host first.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from remoteproc.core.ops import RprocOps
+from remoteproc.core.rproc import Rproc
+from remoteproc.core.states import CrashType, Feature, State
+from remoteproc.errors import RprocError
+from remoteproc.firmware import elf as elf_ops
+from remoteproc.platforms.emulator.bootloader import BootLoader
+from remoteproc.platforms.emulator.cortexm import CortexM4
+from remoteproc.platforms.emulator.cpu import Core, CoreState, Fault
+from remoteproc.platforms.emulator.machine import (
+    DEFAULT_MACHINE,
+    CoreSpec,
+    MachineSpec,
+    load_machine_spec,
+)
+from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
+from remoteproc.platforms.emulator.peripherals import CoreIo, Dispatcher, Scheduler
+from remoteproc.platforms.emulator.riscv import RiscV
+from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble
+
+if TYPE_CHECKING:
+    from remoteproc.core.host import Host
+    from remoteproc.firmware.elf import Firmware
+
+__all__ = [
+    "CTRL_DETACH",
+    "CTRL_SHUTDOWN",
+    "CrashReport",
+    "EmulatedProcessor",
+    "EmulatorPlatform",
+    "load_machine",
+]
+
+log = logging.getLogger("remoteproc.emulator")
+
+CTRL_DETACH, CTRL_SHUTDOWN = 1, 2
+CTRL_DETACH_ACK = 1
+DETACH_ACK_TIMEOUT_S = 0.5
+RSC_PUBLISH_TIMEOUT_S = 2.0
+PANIC_DELAY_MS = 10
+
+
+@dataclass
+class CrashReport:
+    """What the platform says about a crash: kind, reason, where, and the registers."""
+
+    core: str
+    crash_type: CrashType
+    reason: str
+    pc: int
+    where: str  # "func+0x12 (file.c:34)" or "0x1234"
+    instruction: str
+    caller: str | None  # the return address's function (lr / ra)
+    regs: dict[str, object] = field(default_factory=dict)
+    firmware: str | None = None
+
+    def __str__(self) -> str:
+        text = (f"{self.core}: {self.crash_type.label}: {self.reason}\n"
+                f"  pc {self.pc:#010x} in {self.where}")
+        if self.instruction:
+            text += f": {self.instruction}"
+        if self.caller:
+            text += f"\n  called from {self.caller}"
+        if self.firmware:
+            text += f"\n  firmware {self.firmware}"
+        regs = [f"{k}={v:#x}" for k, v in self.regs.items() if isinstance(v, int)]
+        for i in range(0, len(regs), 6):
+            text += "\n  " + " ".join(regs[i : i + 6])
+        return text
+
+
+class EmulatedProcessor:
+    """One core of the machine and its platform driver (the ops)."""
+
+    def __init__(self, platform: EmulatorPlatform, spec: CoreSpec) -> None:
+        self.platform = platform
+        self.spec = spec
+        self.name = spec.name
+        self._memories: list[HostMemory] = []
+        amap = AddressMap()
+        for m in spec.memory:
+            mem = HostMemory(m.size, name=f"{spec.name}.{m.name}")
+            self._memories.append(mem)
+            amap.add(Region(m.name, m.da, m.size, mem.view, mem.address))
+        amap.add(platform.ddr.region)
+        self.amap = amap
+        self.io = CoreIo(spec.index, platform.scheduler)
+        cls: type[Core] = CortexM4 if spec.arch == "arm" else RiscV
+        self.core: Core = cls(spec, amap, self.io, platform.scheduler, on_fault=self._on_fault)
+        # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
+        self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]
+        self.core.to_host_ctrl = self._to_host_ctrl  # type: ignore[method-assign]
+        self.core.console_line = self._console_line  # type: ignore[method-assign]
+        self.rproc: Rproc | None = None
+        self.firmware_name: str | None = None
+        self.symbolizer: Symbolizer | None = None
+        self.crashes: list[CrashReport] = []
+        self.ctrl_from_remote: list[int] = []
+        self._ctrl_cv = threading.Condition()
+
+    # ---- host-side views -----------------------------------------------------------------------
+
+    @property
+    def console(self) -> list[str]:
+        with self.io.lock:
+            return list(self.io.console)
+
+    @property
+    def last_crash(self) -> CrashReport | None:
+        return self.crashes[-1] if self.crashes else None
+
+    def translate(self, da: int, n: int) -> memoryview | None:
+        return self.amap.translate(da, n)
+
+    # ---- the ops table ---------------------------------------------------------------------------
+
+    def ops(self) -> RprocOps:
+        return RprocOps(
+            prepare=self._prepare,
+            unprepare=self._unprepare,
+            start=self._start,
+            stop=self._stop,
+            attach=self._attach,
+            detach=self._detach,
+            kick=self._kick,
+            da_to_va=self._da_to_va,
+            get_loaded_rsc_table=self._get_loaded_rsc_table,
+            panic=self._panic,
+            # The ELF defaults, with load wrapped to remember the image for crash reports.
+            load=self._load,
+            parse_fw=elf_ops.rproc_elf_load_rsc_table,
+            find_loaded_rsc_table=elf_ops.rproc_elf_find_loaded_rsc_table,
+            sanity_check=elf_ops.rproc_elf_sanity_check,
+            get_boot_addr=elf_ops.rproc_elf_get_boot_addr,
+        )
+
+    def _prepare(self, rproc: Rproc) -> None:
+        if self.platform.closed:
+            raise RprocError(errno.ENODEV, f"{self.name}: the machine is closed")
+
+    def _unprepare(self, rproc: Rproc) -> None:
+        pass
+
+    def _load(self, rproc: Rproc, fw: Firmware) -> None:
+        self.core.stop()  # a recovery reload must not write under a running core
+        elf_ops.rproc_elf_load_segments(rproc, fw)
+        self.firmware_name = fw.name
+        self.symbolizer = Symbolizer(bytes(fw.data))
+
+    def _start(self, rproc: Rproc) -> None:
+        self.io.reset(clear_rsc=True)
+        self.core.start(rproc.bootaddr)
+
+    def _stop(self, rproc: Rproc) -> None:
+        self.core.stop()
+        self.io.reset(clear_rsc=True)
+
+    def _attach(self, rproc: Rproc) -> None:
+        if self.core.running:
+            return
+        # Attach-on-recovery of a crashed core: the remote side (its boot loader) restarts the
+        # image it booted, as an autonomous recovery would; the host loads nothing.
+        self.reboot_from_loader()
+
+    def _detach(self, rproc: Rproc) -> None:
+        if not self.core.running:
+            return  # a crashed core (attach-recovery) has nobody to tell
+        with self._ctrl_cv:
+            seen = len(self.ctrl_from_remote)
+        self.io.host_ctrl(CTRL_DETACH)
+        with self._ctrl_cv:
+            acked = self._ctrl_cv.wait_for(
+                lambda: CTRL_DETACH_ACK in self.ctrl_from_remote[seen:], DETACH_ACK_TIMEOUT_S)
+        if not acked:
+            log.warning("%s: no DETACH acknowledgement from the firmware", self.name)
+
+    def _kick(self, rproc: Rproc, notifyid: int) -> None:
+        if not self.io.host_kick(notifyid):
+            log.warning("%s: mailbox full, kick %d dropped", self.name, notifyid)
+
+    def _da_to_va(self, rproc: Rproc, da: int, n: int) -> memoryview | None:
+        return self.amap.translate(da, n)
+
+    def _get_loaded_rsc_table(self, rproc: Rproc) -> memoryview | None:
+        # A core restarted just now publishes its table within its first instructions.
+        deadline = time.monotonic() + RSC_PUBLISH_TIMEOUT_S
+        while True:
+            with self.io.lock:
+                da, size = self.io.rsc_table_da, self.io.rsc_table_size
+            if da or not self.core.running or time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        if not da:
+            return None
+        view = self.amap.translate(da, size)
+        if view is None:
+            raise RprocError(errno.EINVAL, f"{self.name}: published resource table is outside "
+                             "the core's memory", da=da)
+        return view
+
+    def _panic(self, rproc: Rproc) -> int:
+        self.io.host_ctrl(CTRL_SHUTDOWN)
+        return PANIC_DELAY_MS
+
+    # ---- the boot loader -------------------------------------------------------------------------
+
+    def boot_preloaded(self, name: str, image: bytes) -> None:
+        """What a boot loader does before the host runs: load ``image`` and start the core."""
+        self.core.stop()
+        self.io.reset(clear_rsc=True)
+        entry = self.platform.bootloader.boot(self.name, name, image, self.amap.translate)
+        self.firmware_name = name
+        self.symbolizer = Symbolizer(image)
+        self.core.start(entry)
+
+    def reboot_from_loader(self) -> None:
+        self.core.stop()
+        self.io.reset(clear_rsc=True)
+        entry = self.platform.bootloader.reload(self.name, self.amap.translate)
+        name, image = self.platform.bootloader.images[self.name]
+        self.firmware_name = name
+        self.symbolizer = Symbolizer(image)
+        self.core.start(entry)
+
+    # ---- events from the core (emulation / scheduler threads) ----------------------------------
+
+    def _to_host_notify(self, notifyid: int) -> None:
+        rproc = self.rproc
+        if rproc is not None:
+            self.platform.dispatcher.post(lambda: self._deliver_notify(rproc, notifyid))
+
+    @staticmethod
+    def _deliver_notify(rproc: Rproc, notifyid: int) -> None:
+        rproc.vq_interrupt(notifyid)
+
+    def _to_host_ctrl(self, word: int) -> None:
+        with self._ctrl_cv:
+            self.ctrl_from_remote.append(word)
+            self._ctrl_cv.notify_all()
+
+    def _console_line(self, text: str) -> None:
+        log.info("%s: %s", self.name, text)
+
+    def _on_fault(self, core: Core, fault: Fault) -> None:
+        report = self.make_report(fault)
+        self.crashes.append(report)
+        log.error("%s", report)
+        rproc = self.rproc
+        if rproc is not None:
+            regs = fault.crash_regs()
+            self.platform.dispatcher.post(
+                lambda: rproc.report_crash(fault.crash_type, regs=regs))
+
+    def make_report(self, fault: Fault) -> CrashReport:
+        sym = self.symbolizer
+        where = sym.describe(fault.pc) if sym else f"{fault.pc:#x}"
+        code = self.amap.translate(fault.pc, 4) or self.amap.translate(fault.pc, 2)
+        insn = disassemble(bytes(code), fault.pc, fault.arch, self.spec.bits) if code else ""
+        ret = fault.regs.get("r14" if fault.arch == "arm" else "x1")
+        caller = None
+        if sym is not None and ret is not None and ret < 0xE000_0000:
+            caller = sym.describe((ret & ~1) - (2 if fault.arch == "arm" else 4))
+        regs: dict[str, object] = dict(fault.regs)
+        return CrashReport(self.name, fault.crash_type, fault.reason, fault.pc, where, insn,
+                           caller, regs, self.firmware_name)
+
+    # ---- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.core.close()
+        self.io.quiesce()
+        for mem in self._memories:
+            mem.close()
+
+
+class EmulatorPlatform:
+    """A virtual SoC: ``EmulatorPlatform(spec)``, ``register(host)``, ``close()``."""
+
+    def __init__(self, spec: MachineSpec, *, firmware_dirs: list[Path] | None = None) -> None:
+        self.spec = spec
+        self.closed = False
+        self.firmware_dirs = list(firmware_dirs or [])
+        self.ddr = SharedDdr(spec.ddr_base, spec.ddr_size, dma_base=spec.dma_base,
+                             dma_size=spec.dma_size)
+        self.scheduler = Scheduler(f"{spec.name}-sched")
+        self.dispatcher = Dispatcher(f"{spec.name}-irq")
+        self.bootloader = BootLoader()
+        self.processors: dict[str, EmulatedProcessor] = {}
+        try:
+            for c in spec.cores:
+                self.processors[c.name] = EmulatedProcessor(self, c)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None) -> EmulatorPlatform:
+        return cls(load_machine_spec(path or DEFAULT_MACHINE))
+
+    def __getitem__(self, name: str) -> EmulatedProcessor:
+        return self.processors[name]
+
+    def __iter__(self) -> Iterator[EmulatedProcessor]:
+        return iter(self.processors.values())
+
+    @property
+    def dma(self) -> Any:
+        return self.ddr.dma
+
+    def make_rproc(self, name: str, *, host: Host | None = None,
+                   firmware: str | None = None, auto_boot: bool | None = None,
+                   state: State | None = None) -> Rproc:
+        """Build the ``Rproc`` of core ``name`` (registered with ``host`` when given)."""
+        proc = self.processors[name]
+        spec = proc.spec
+        features = [Feature.ATTACH_ON_RECOVERY] if spec.recovery == "attach" else []
+        if state is None:
+            state = State.DETACHED if proc.core.running else State.OFFLINE
+        if auto_boot is None:
+            auto_boot = spec.boot in ("auto", "preloaded")
+        rproc = Rproc(name, proc.ops(), firmware=firmware or spec.firmware, host=None,
+                      auto_boot=auto_boot, state=state, dma=self.ddr.dma, features=features,
+                      priv=proc)
+        proc.rproc = rproc
+        if host is not None:
+            host.add(rproc)
+        return rproc
+
+    def preload(self, host: Host | None = None) -> None:
+        """Run the simulated boot loader for every ``boot = "preloaded"`` core."""
+        for proc in self.processors.values():
+            if proc.spec.boot != "preloaded" or proc.core.running:
+                continue
+            assert proc.spec.firmware is not None
+            proc.boot_preloaded(proc.spec.firmware, self._read_image(proc.spec.firmware, host))
+
+    def _read_image(self, name: str, host: Host | None) -> bytes:
+        # The boot loader reads its own storage: the host's firmware path, then the bundled
+        # images (a real one would read a flash partition).
+        if host is not None:
+            try:
+                return bytes(host.request_firmware(name).data)
+            except RprocError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        from remoteproc.firmware.elf import Firmware
+
+        dirs = [*self.firmware_dirs, Path(__file__).resolve().parents[2] / "data" / "firmware"]
+        for d in dirs:
+            p = Path(d) / name
+            if p.is_file():
+                return bytes(Firmware.from_file(str(p), name).data)
+        raise RprocError(errno.ENOENT, f"firmware {name} not found for the boot loader")
+
+    def register(self, host: Host) -> list[Rproc]:
+        """Boot loader first, then every processor registered with ``host`` (auto-boots)."""
+        self.preload(host)
+        return [self.make_rproc(name, host=host) for name in self.processors]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for proc in self.processors.values():
+            proc.core.stop()
+        self.scheduler.close()
+        self.dispatcher.close()
+        for proc in self.processors.values():
+            proc.close()
+        self.ddr.close()
+
+    def __enter__(self) -> EmulatorPlatform:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def load_machine(path: str | Path | None, host: Host) -> EmulatorPlatform:
+    """``rprocd``'s entry point: build the machine at ``path`` and register it with ``host``."""
+    platform = EmulatorPlatform.from_toml(path)
+    try:
+        platform.register(host)
+    except BaseException:
+        platform.close()
+        raise
+    return platform
+
+
+__all__ += ["CoreState"]

@@ -1,0 +1,118 @@
+"""PC -> "function+offset (file:line)" and the instruction there, for crash reports.
+
+Owns ``Symbolizer`` (built once per firmware image from its ELF symbols and, when present, its
+DWARF line table, with pyelftools) and ``disassemble`` (one instruction with capstone).
+
+Rules:
+- Pure and best effort: a stripped image still gives ``0x1234``; a broken DWARF section is
+  ignored, never raised (a crash report must not fail because of debug info).
+- No threads, no locks; a ``Symbolizer`` is immutable after construction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import os
+
+__all__ = ["Symbolizer", "disassemble"]
+
+
+class Symbolizer:
+    def __init__(self, image: bytes) -> None:
+        self.functions: list[tuple[int, int, str]] = []  # (start, size, name), sorted
+        self.lines: list[tuple[int, str, int]] = []  # (address, file, line), sorted
+        self.machine = ""
+        with contextlib.suppress(Exception):  # best effort: see the module rules
+            self._load(image)
+        self._starts = [f[0] for f in self.functions]
+        self._line_addrs = [r[0] for r in self.lines]
+
+    def _load(self, image: bytes) -> None:
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+
+        elf = ELFFile(io.BytesIO(image))
+        self.machine = str(elf["e_machine"])
+        for sec in elf.iter_sections():
+            if not isinstance(sec, SymbolTableSection):
+                continue
+            for sym in sec.iter_symbols():
+                if sym["st_info"]["type"] == "STT_FUNC" and sym.name:
+                    start = int(sym["st_value"]) & ~1  # Thumb bit
+                    self.functions.append((start, int(sym["st_size"]), sym.name))
+        self.functions.sort()
+        if not elf.has_dwarf_info():
+            return
+        try:
+            dwarf = elf.get_dwarf_info()
+            for cu in dwarf.iter_CUs():
+                prog = dwarf.line_program_for_CU(cu)
+                if prog is None:
+                    continue
+                header = prog.header
+                files = header["file_entry"]
+                version = int(header["version"])
+                for entry in prog.get_entries():
+                    st = entry.state
+                    if st is None or st.end_sequence:
+                        continue
+                    idx = st.file if version >= 5 else st.file - 1
+                    name = "?"
+                    if 0 <= idx < len(files):
+                        raw = files[idx].name
+                        name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(
+                            raw)
+                    self.lines.append((int(st.address), os.path.basename(name), int(st.line)))
+            self.lines.sort()
+        except Exception:
+            self.lines = []
+
+    def function(self, pc: int) -> tuple[str, int] | None:
+        """``(name, offset)`` of the function holding ``pc``."""
+        i = bisect.bisect_right(self._starts, pc) - 1
+        if i < 0:
+            return None
+        start, size, name = self.functions[i]
+        if size and pc >= start + size:
+            return None
+        return name, pc - start
+
+    def line(self, pc: int) -> tuple[str, int] | None:
+        """``(file, line)`` of the last line-table row at or before ``pc``."""
+        i = bisect.bisect_right(self._line_addrs, pc) - 1
+        if i < 0:
+            return None
+        _, name, line = self.lines[i]
+        fn = self.function(pc)
+        # Rows past the end of a function belong to something else: only trust rows inside it.
+        if fn is not None and self.lines[i][0] < pc - fn[1]:
+            return None
+        return name, line
+
+    def describe(self, pc: int) -> str:
+        """``"vsoc_fatal+0x8 (board.c:151)"``, ``"main+0x4"`` or ``"0x1234"``."""
+        fn = self.function(pc)
+        text = f"{fn[0]}+{fn[1]:#x}" if fn else f"{pc:#x}"
+        ln = self.line(pc)
+        if ln:
+            text += f" ({ln[0]}:{ln[1]})"
+        return text
+
+
+def disassemble(code: bytes, pc: int, arch: str, bits: int = 32) -> str:
+    """The first instruction of ``code`` (at ``pc``) as ``"ldr r0, [r1]"``; ``""`` if unknown."""
+    try:
+        import capstone
+
+        if arch == "arm":
+            md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        else:
+            mode = capstone.CS_MODE_RISCV64 if bits == 64 else capstone.CS_MODE_RISCV32
+            md = capstone.Cs(capstone.CS_ARCH_RISCV, mode | capstone.CS_MODE_RISCVC)
+        for insn in md.disasm(code, pc, 1):
+            return f"{insn.mnemonic} {insn.op_str}".strip()
+        return f".word {int.from_bytes(code[:4], 'little'):#010x}" if len(code) >= 4 else ""
+    except Exception:
+        return ""
