@@ -152,3 +152,19 @@ def test_closed_host_has_no_panic_hook() -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.splitlines() == ["closed"]
+
+
+def test_add_twice_is_ebusy() -> None:
+    import errno
+
+    import pytest
+
+    from remoteproc.errors import RprocError
+
+    with Host([], panic_hook=False) as host, Host([], panic_hook=False) as other:
+        rp = SimPlatform("m4").make_rproc("m4", host=host, auto_boot=False)
+        for h in (host, other):
+            with pytest.raises(RprocError) as ei:
+                h.add(rp)
+            assert ei.value.errno == errno.EBUSY
+        assert len(host) == 1 and len(other) == 0

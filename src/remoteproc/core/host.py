@@ -268,16 +268,16 @@ class Host:
         """``rproc_add``: validate, take the lowest free index, publish, auto-boot."""
         if self._closed:
             raise RprocError(errno.ENODEV, "host is closed")
-        if rproc.host is not None or rproc.index >= 0:
-            raise RprocError(errno.EBUSY, f"{rproc.name} is already registered")
         self._validate(rproc)
         with self._lock:
+            if rproc.host is not None or rproc.index >= 0:
+                raise RprocError(errno.EBUSY, f"{rproc.name} is already registered")
             index = 0
             while index in self._rprocs:
                 index += 1
             self._rprocs[index] = rproc
-        rproc.index = index
-        rproc.host = self
+            rproc.index = index
+            rproc.host = self
         rproc.events.parent = self.events
         log.info("%s: %s is available", rproc.dev_name, rproc.name)
         rproc._emit(EventKind.ADDED, wait=True)

@@ -187,7 +187,8 @@ class DmaPool:
 
     def alloc(self, size: int, align: int = PAGE_SIZE) -> tuple[memoryview, int]:
         if size <= 0:
-            raise RprocError(errno.EINVAL, "failed to allocate dma memory")
+            # dma_alloc_coherent(0) returns NULL: the callers' ENOMEM.
+            raise RprocError(errno.ENOMEM, "failed to allocate dma memory")
         align = max(1, align)
         need = page_align(size)
         with self._lock:
