@@ -51,6 +51,7 @@ from remoteproc.abi.node import (
     Handle,
     Node,
     Request,
+    Symlink,
     Waiters,
 )
 from remoteproc.errors import ERESTARTSYS, RprocError
@@ -468,12 +469,13 @@ class RpmsgAbi:
             with self._lock:
                 ctrls = list(self.ctrls.values())
                 epts = list(self.eptdevs.values())
-            out: dict[str, Node] = {c.dev_name: Dir({}) for c in ctrls}
+            out: dict[str, Node] = {c.dev_name: Dir(_device_link(c.bus, "../..")) for c in ctrls}
             for e in epts:
                 out[e.dev_name] = Dir({
                     "name": _ro(f"{e.name}\n"),
                     "src": _ro(f"{addr_str(e.src)}\n"),
                     "dst": _ro(f"{addr_str(e.dst)}\n"),
+                    **_device_link(e.bus, "../.."),
                 })
             return out
 
@@ -486,7 +488,7 @@ class RpmsgAbi:
             out: dict[str, Node] = {}
             for bus in self.buses():
                 for ch in bus.channels():
-                    out[ch.device_name] = _channel_dir(ch)
+                    out[ch.device_name] = _channel_dir(ch, _device_link(bus, "../../../../class"))
             return out
 
         return Dir(entries)
@@ -522,11 +524,19 @@ def _ro(text: str) -> Attribute:
     return Attribute(0o444, lambda: data, None, strict_open=True)
 
 
-def _channel_dir(ch: Channel) -> Dir:
+def _device_link(bus: RpmsgBus, to_class: str) -> dict[str, Node]:
+    """``device``: which processor a device hangs off (on a board its sysfs path runs through
+    ``.../remoteprocN/...``; here a link to ``sys/class/remoteproc/remoteprocN``)."""
+    dev = getattr(getattr(bus, "rproc", None), "dev_name", None)
+    return {"device": Symlink(f"{to_class}/remoteproc/{dev}")} if dev else {}
+
+
+def _channel_dir(ch: Channel, extra: dict[str, Node] | None = None) -> Dir:
     def override_show() -> bytes:
         return f"{ch.driver_override or '(null)'}\n".encode()
 
     return Dir({
+        **(extra or {}),
         "name": _ro(f"{ch.name}\n"),
         "src": Attribute(0o444, lambda: f"0x{ch.src:x}\n".encode(), None, strict_open=True),
         "dst": _ro(f"0x{ch.dst:x}\n"),
