@@ -139,7 +139,6 @@ class Daemon:
         else:
             self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
-        print(f"rprocd: serving {len(host)} processors at {self.mountpoint}", flush=True)
 
     def wait(self) -> None:
         # A timed wait keeps the main thread responsive to signals.
@@ -215,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RprocError as exc:
             print(f"rprocd: {exc}", file=sys.stderr)
             return 1
+        assert daemon.host is not None
+        print(f"rprocd: serving {len(daemon.host)} processors at {daemon.mountpoint}",
+              flush=True)
         daemon.wait()
         return 0
     finally:
