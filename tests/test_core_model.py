@@ -1,0 +1,190 @@
+"""Model test: random single-threaded sequences of lifecycle requests against a small reference
+model of spec §1 (plus our documented fixes). After every request the processor's state, power
+count, crash count and errno must be what the model predicts, and a processor that is down must
+hold no resources."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_core_support import image, rig
+
+from remoteproc.core.states import Feature, State
+from remoteproc.errors import RprocError
+
+IMG = image()
+OPS = [
+    "boot",
+    "shutdown",
+    "detach",
+    "crash",
+    "recover",
+    "fw_ok",
+    "fw_missing",
+    "rm_file",
+    "add_file",
+    "disable",
+    "enable",
+]
+
+
+@dataclass
+class Model:
+    state: State
+    power: int = 0
+    crashes: int = 0
+    name_ok: bool = True  # the firmware name is one that exists in the host's images
+    file_present: bool = True  # ... and the image is currently there
+    recovery_disabled: bool = False
+    attached_boot: bool = False  # the running image is one we attached to
+    attach_on_recovery: bool = False
+
+    @property
+    def firmware_ok(self) -> bool:
+        return self.name_ok and self.file_present
+
+    def recover(self) -> None:
+        if self.attach_on_recovery and self.attached_boot:
+            self.state = State.ATTACHED
+        elif self.attached_boot or self.firmware_ok:
+            self.state = State.RUNNING
+        else:  # recovery fails: our fix leaves it OFFLINE with power 0
+            self.state, self.power, self.attached_boot = State.OFFLINE, 0, False
+
+    def apply(self, op: str) -> int:
+        """Predict ``op``; returns the expected errno (0 for success)."""
+        s = self.state
+        if op == "boot":
+            self.power += 1
+            if self.power > 1:
+                return 0
+            if s is State.DETACHED:
+                self.state, self.attached_boot = State.ATTACHED, True
+                return 0
+            if not self.firmware_ok:
+                self.power -= 1
+                return errno.ENOENT
+            self.state, self.attached_boot = State.RUNNING, False
+            return 0
+        if op == "shutdown":
+            if s not in (State.RUNNING, State.ATTACHED, State.CRASHED):
+                return errno.EINVAL
+            if self.power > 1:
+                self.power -= 1
+                return 0
+            self.state, self.power, self.attached_boot = State.OFFLINE, 0, False
+            return 0
+        if op == "detach":
+            if s is not State.ATTACHED:
+                return errno.EINVAL
+            if self.power > 1:
+                self.power -= 1
+                return 0
+            self.state, self.power, self.attached_boot = State.DETACHED, 0, False
+            return 0
+        if op == "crash":
+            if s in (State.RUNNING, State.ATTACHED):
+                self.state = State.CRASHED
+                self.crashes += 1
+                if not self.recovery_disabled:
+                    self.recover()
+            return 0
+        if op == "recover":
+            if s is State.CRASHED:
+                self.recover()
+            return 0
+        if op in ("fw_ok", "fw_missing"):
+            if s is not State.OFFLINE:
+                return errno.EBUSY
+            self.name_ok = op == "fw_ok"
+            return 0
+        if op in ("rm_file", "add_file"):
+            self.file_present = op == "add_file"
+            return 0
+        if op in ("disable", "enable"):
+            self.recovery_disabled = op == "disable"
+            return 0
+        raise AssertionError(op)
+
+
+def run(ops: list[str], start_detached: bool, attach_on_recovery: bool) -> None:
+    features = [Feature.ATTACH_ON_RECOVERY] if attach_on_recovery else []
+    r = rig(
+        IMG,
+        state=State.DETACHED if start_detached else State.OFFLINE,
+        preload=IMG if start_detached else None,
+        features=features,
+    )
+    model = Model(
+        State.DETACHED if start_detached else State.OFFLINE,
+        attach_on_recovery=attach_on_recovery,
+    )
+    rp = r.rproc
+    try:
+        for step, op in enumerate(ops):
+            expected = model.apply(op)
+            got = 0
+            try:
+                if op == "boot":
+                    rp.boot()
+                elif op == "shutdown":
+                    rp.shutdown()
+                elif op == "detach":
+                    rp.detach()
+                elif op == "crash":
+                    rp.report_crash()
+                    assert r.host.workqueue.flush(10)
+                elif op == "recover":
+                    rp.trigger_recovery()
+                elif op == "fw_ok":
+                    rp.set_firmware("rproc-m4-fw")
+                elif op == "fw_missing":
+                    rp.set_firmware("no-such-fw")
+                elif op == "rm_file":
+                    r.host.builtin_firmware.pop("rproc-m4-fw", None)
+                elif op == "add_file":
+                    r.host.add_firmware("rproc-m4-fw", IMG)
+                elif op == "disable":
+                    rp.recovery_disabled = True
+                elif op == "enable":
+                    rp.recovery_disabled = False
+            except RprocError as exc:
+                got = exc.errno
+            where = f"step {step} {op} in {ops[: step + 1]}"
+            assert got == expected, where
+            assert (rp.state, rp.power, rp.crash_cnt) == (
+                model.state,
+                model.power,
+                model.crashes,
+            ), where
+            if rp.state in (State.OFFLINE, State.DETACHED):
+                assert rp.carveouts == [] and rp.table_ptr is None and rp.notifyids == {}, where
+                assert r.sim.dma.allocations == 0, where
+            else:
+                assert rp.table_ptr is not None and rp.notifyids, where
+    finally:
+        r.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(OPS), max_size=30),
+    st.booleans(),
+    st.booleans(),
+)
+def test_lifecycle_matches_the_model(ops: list[str], detached: bool, aor: bool) -> None:
+    run(ops, detached, aor)
+
+
+def test_model_known_sequences() -> None:
+    # Seed 000: a preloaded core crashes, recovery must not need a file.
+    run(["fw_missing", "boot", "crash", "shutdown", "boot"], True, False)
+    # Stuck-state fix: failed recovery, then new firmware and a fresh start.
+    run(
+        ["boot", "shutdown", "fw_missing", "fw_ok", "boot", "disable", "crash", "shutdown"],
+        False,
+        False,
+    )
