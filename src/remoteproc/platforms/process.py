@@ -249,17 +249,22 @@ class KickSocket:
     thread. ``defer()`` collects the kicks made inside a processing pass into one byte.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, batch: int = 8) -> None:
         self.sock = sock
+        self.batch = batch
         self._deferring = False
-        self._pending = False
+        self._pending = 0
         self.kicks_sent = 0
         self.bytes_received = 0
 
     def kick(self) -> None:
         if self._deferring:
-            self._pending = True
-            return
+            # Hold the kick, but not for long: the peer works in parallel with us only if it
+            # hears about our progress while we are still busy.
+            self._pending += 1
+            if self._pending < self.batch:
+                return
+            self._pending = 0
         self._send()
 
     def _send(self) -> None:
@@ -274,7 +279,7 @@ class KickSocket:
     def flush(self) -> None:
         """Send the held kick now (before blocking on the peer), staying in the pass."""
         if self._pending:
-            self._pending = False
+            self._pending = 0
             self._send()
 
     def end(self) -> None:
