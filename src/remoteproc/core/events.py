@@ -9,7 +9,9 @@ Rules:
   long locked section (a recovery waiting on an inline coredump) is still running. A lifecycle
   call (``boot``, ``shutdown``...) waits, after unlocking, until its own events are delivered,
   so when it returns every subscriber has seen them; a subscriber may call back into the
-  processor (read its state, even shut it down) without deadlocking.
+  processor (read its state, even shut it down) without deadlocking. The one thing a subscriber
+  must not do is wait for a lock that its own application holds around lifecycle calls (that
+  caller waits for the subscriber): keep subscriber-side locks as leaves.
 - A subscriber that raises is logged and kept; it never breaks the publisher or other subscribers.
 - Subscriptions are resources: ``Subscription.close()`` / context manager. A blocking
   subscription (``bus.subscribe()`` with no callback) buffers events in an unbounded queue and is
