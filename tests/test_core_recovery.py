@@ -417,3 +417,60 @@ def test_platform_bug_during_recovery_does_not_stick() -> None:
         assert_clean(r)
     finally:
         r.close()
+
+
+def _attached_aor() -> tuple[Rig, EventLog]:
+    r = rig(IMG, state=State.DETACHED, preload=IMG, features=[Feature.ATTACH_ON_RECOVERY])
+    r.rproc.add_subdev(RecordingSubdev(r.sim, "A"))
+    r.rproc.boot()
+    r.sim.take_calls()
+    log = EventLog()
+    r.rproc.subscribe(log)
+    return r, log
+
+
+def test_attach_recovery_detach_failure_stays_crashed() -> None:
+    r, log = _attached_aor()
+    try:
+        r.sim.fail_at("detach", errno.EIO)
+        r.sim.crash()
+        recovered(log)
+        assert (r.rproc.state, r.rproc.power) == (State.CRASHED, 1)
+        r.rproc.shutdown()  # still possible: stop it for good
+        assert r.rproc.state is State.OFFLINE
+        assert_clean(r)
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("step", ["get_loaded_rsc_table", "A.prepare", "attach", "A.start"])
+def test_attach_recovery_failure_after_detach_leaves_detached_power_zero(step: str) -> None:
+    r, log = _attached_aor()
+    try:
+        r.sim.fail_at(step, errno.EIO)
+        r.sim.crash()
+        ev = log.wait(lambda e: e.kind in (EventKind.RECOVERY_DONE, EventKind.RECOVERY_FAILED))
+        assert ev.kind is EventKind.RECOVERY_FAILED
+        assert (r.rproc.state, r.rproc.power) == (State.DETACHED, 0)
+        assert_clean(r)
+        r.rproc.boot()  # attaches again
+        assert r.rproc.state is State.ATTACHED
+    finally:
+        r.close()
+
+
+def test_coredump_failure_does_not_stop_recovery() -> None:
+    r, log = booted()
+    try:
+
+        def bad_dump(rp: object) -> None:
+            raise RprocError(errno.ENOMEM, "no memory for the dump")
+
+        r.rproc.ops.coredump = bad_dump
+        r.sim.crash()
+        recovered(log)
+        assert r.rproc.state is State.RUNNING
+        ev = log.wait(lambda e: e.kind is EventKind.COREDUMP)
+        assert ev.detail is not None and ev.detail.startswith("failed")
+    finally:
+        r.close()
