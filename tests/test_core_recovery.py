@@ -474,3 +474,21 @@ def test_coredump_failure_does_not_stop_recovery() -> None:
         assert ev.detail is not None and ev.detail.startswith("failed")
     finally:
         r.close()
+
+
+def test_attach_on_recovery_after_a_firmware_boot_reloads() -> None:
+    r = rig(IMG, state=State.DETACHED, preload=IMG, features=[Feature.ATTACH_ON_RECOVERY])
+    try:
+        r.rproc.boot()
+        r.rproc.shutdown()  # the preloaded image is gone for us: next start loads a file
+        r.rproc.boot()
+        r.sim.take_calls()
+        log = EventLog()
+        r.rproc.subscribe(log)
+        r.sim.crash()
+        recovered(log)
+        assert r.rproc.state is State.RUNNING
+        calls = r.sim.take_calls()
+        assert "load" in calls and "detach" not in calls
+    finally:
+        r.close()

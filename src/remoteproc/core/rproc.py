@@ -823,7 +823,10 @@ class Rproc:
             log.info("%s: recovering %s", dev, self.name)
             self._emit(EventKind.RECOVERY_START)
             try:
-                if self.has_feature(Feature.ATTACH_ON_RECOVERY):
+                # DIFF: detach/attach only recovers an image we attached to. One we loaded
+                # from a file is reloaded (the kernel tries a detach and fails on the missing
+                # clean table, leaving the processor CRASHED).
+                if self.has_feature(Feature.ATTACH_ON_RECOVERY) and self._preloaded:
                     self._attach_recovery()
                 else:
                     self._boot_recovery()
