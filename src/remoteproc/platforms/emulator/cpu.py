@@ -460,6 +460,7 @@ class Core(ABC):
                         # generation moves, or wfi in a masked loop would spin a host core.
                         self._masked_spin_gen = self._gen
                     self._sleeping = True
+                    self._cv.notify_all()  # wait_sleeping()
 
     def _masked_entry_possible(self) -> bool:
         """Could an exception be entered now (global mask clear, not already active)?"""

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from remoteproc.core import coredump
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import CrashType, Feature, State
@@ -73,6 +74,7 @@ CTRL_DETACH_ACK = 1
 DETACH_ACK_TIMEOUT_S = 0.5
 RSC_PUBLISH_TIMEOUT_S = 2.0
 PANIC_DELAY_MS = 10
+EM_ARM, EM_RISCV = 40, 243
 
 
 @dataclass
@@ -172,6 +174,14 @@ class EmulatedProcessor:
     def _prepare(self, rproc: Rproc) -> None:
         if self.platform.closed:
             raise RprocError(errno.ENODEV, f"{self.name}: the machine is closed")
+        # Memory is mapped for the platform's whole life; what prepare adds is the coredump
+        # description of the core's private memory (the kernel drivers' add_segment calls).
+        coredump.set_elf_info(rproc, coredump.ELFCLASS64 if self.spec.bits == 64 else
+                              coredump.ELFCLASS32, EM_ARM if self.spec.arch == "arm" else EM_RISCV)
+        have = {seg.da for seg in rproc.dump_segments}
+        for region in self.amap:
+            if not region.shared and region.da not in have:
+                coredump.add_segment(rproc, region.da, region.size)
 
     def _unprepare(self, rproc: Rproc) -> None:
         pass

@@ -39,7 +39,13 @@ class Symbolizer:
             if not isinstance(sec, SymbolTableSection):
                 continue
             for sym in sec.iter_symbols():
-                if sym["st_info"]["type"] == "STT_FUNC" and sym.name:
+                kind = sym["st_info"]["type"]
+                # Functions, and plain code labels of hand-written assembly (not the ARM mapping
+                # symbols $t/$d/$a nor local .L labels).
+                if not sym.name or sym.name.startswith(("$", ".L")):
+                    continue
+                if kind == "STT_FUNC" or (kind == "STT_NOTYPE" and sym["st_shndx"] != "SHN_UNDEF"
+                                          and sym["st_shndx"] != "SHN_ABS"):
                     start = int(sym["st_value"]) & ~1  # Thumb bit
                     self.functions.append((start, int(sym["st_size"]), sym.name))
         self.functions.sort()
