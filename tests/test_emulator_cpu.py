@@ -211,10 +211,8 @@ def test_two_cores_run_on_their_own_threads(make: Callable[..., EmulatorPlatform
     assert {"core-c0", "core-c1"} <= names
     for core in ("c0", "c1"):
         assert plat[core].core.wait_sleeping()
-    # both compute at once; the host sees both results
-    for core, n in (("c0", 2_000_000), ("c1", 2_000_001)):
-        view = plat[core].translate(0x2000_0000, 12)
-        assert view is not None
+    # Each core computes in turn (the command words live in the shared DDR); the other one
+    # keeps sleeping on its own thread, and stopping one leaves the other running.
     command(plat, 7, 500_000, core="c0")
     wait_until(lambda: u32(plat, DONE) == 1, 20)
     assert u32(plat, RESULT) == compute_expected(500_000)
