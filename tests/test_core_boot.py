@@ -546,3 +546,53 @@ def test_platform_ops_are_copied() -> None:
     assert ops.coredump is None and rp.ops.coredump is not None
     rp.close()
     sim.close()
+
+
+BOOT_MESSAGES = {
+    "prepare": "remoteproc0: can't prepare rproc m4: -5",
+    "load": "remoteproc0: Failed to load program segments: -5",
+    "A.prepare": "remoteproc0: failed to prepare subdevices for m4: -5",
+    "start": "remoteproc0: can't start rproc m4: -5",
+    "B.start": "remoteproc0: failed to probe subdevices for m4: -5",
+}
+
+
+@pytest.mark.parametrize("step", list(BOOT_MESSAGES))
+def test_boot_failure_messages(step: str, logs: LogCapture) -> None:
+    r = with_subdevs(rig())
+    try:
+        r.sim.fail_at(step, errno.EIO)
+        with pytest.raises(RprocError):
+            r.rproc.boot()
+        assert BOOT_MESSAGES[step] in logs.messages
+        assert "remoteproc0: powering up m4" in logs.messages
+        assert not any("is now up" in m for m in logs.messages)
+    finally:
+        r.close()
+
+
+def test_success_messages_in_order(logs: LogCapture) -> None:
+    r = rig()
+    try:
+        r.rproc.boot()
+        r.rproc.shutdown()
+        wanted = [
+            "remoteproc0: powering up m4",
+            f"remoteproc0: Booting fw image rproc-m4-fw, size {len(image())}",
+            "remoteproc0: remote processor m4 is now up",
+            "remoteproc0: stopped remote processor m4",
+        ]
+        got = [m for m in logs.messages if m in wanted]
+        assert got == wanted
+    finally:
+        r.close()
+
+
+def test_deleted_boot_is_logged(logs: LogCapture) -> None:
+    r = rig()
+    rp = r.rproc
+    r.host.delete(rp)
+    with pytest.raises(RprocError):
+        rp.boot()
+    assert "m4: can't boot deleted rproc m4" in logs.messages
+    r.close()

@@ -98,6 +98,11 @@ class _RprocLock:
         return self.owner == threading.get_ident()
 
 
+def _code(exc: BaseException) -> int:
+    """The errno a failure reports (a platform bug that is not an RprocError counts as EIO)."""
+    return exc.errno if isinstance(exc, RprocError) else errno.EIO
+
+
 def _norm_byteorder(value: object) -> str | None:
     if value in ("<", "little"):
         return "<"
@@ -454,7 +459,11 @@ class Rproc:
     def boot(self, *, cancel: threading.Event | None = None) -> None:
         """``rproc_boot``: power up (load firmware and start, or attach). Refcounted."""
         with self._locked(cancel):
-            states.check_boot(self._state, self.name)
+            try:
+                states.check_boot(self._state, self.name)
+            except RprocError as exc:
+                log.error("%s: %s", self.dev_name, exc.message)
+                raise
             self.power += 1
             if self.power > 1:
                 return
@@ -487,8 +496,8 @@ class Rproc:
         self._enable_iommu()
         try:
             self._prepare_device()
-        except BaseException:
-            log.error("%s: can't prepare rproc %s", dev, self.name)
+        except BaseException as exc:
+            log.error("%s: can't prepare rproc %s: %d", dev, self.name, -_code(exc))
             self._disable_iommu()
             raise
         try:
@@ -557,8 +566,8 @@ class Rproc:
             self.table_ptr = loaded[: self.table_sz]
         try:
             prepare_subdevices(self.subdevs)
-        except BaseException:
-            log.error("%s: failed to prepare subdevices for %s", dev, self.name)
+        except BaseException as exc:
+            log.error("%s: failed to prepare subdevices for %s: %d", dev, self.name, -_code(exc))
             self._table_back_to_cache()
             raise
         if self.ops.start is None:
@@ -568,16 +577,14 @@ class Rproc:
         try:
             self.ops.start(self)
         except BaseException as exc:
-            code = exc.errno if isinstance(exc, RprocError) else errno.EIO
-            log.error("%s: can't start rproc %s: %d", dev, self.name, -code)
+            log.error("%s: can't start rproc %s: %d", dev, self.name, -_code(exc))
             unprepare_subdevices(self.subdevs)
             self._table_back_to_cache()
             raise
         try:
             start_subdevices(self.subdevs)
         except BaseException as exc:
-            code = exc.errno if isinstance(exc, RprocError) else errno.EIO
-            log.error("%s: failed to probe subdevices for %s: %d", dev, self.name, -code)
+            log.error("%s: failed to probe subdevices for %s: %d", dev, self.name, -_code(exc))
             self._call_stop_quietly()
             unprepare_subdevices(self.subdevs)
             self._table_back_to_cache()
@@ -605,8 +612,8 @@ class Rproc:
         self._enable_iommu()
         try:
             self._prepare_device()
-        except BaseException:
-            log.error("%s: can't prepare rproc %s", dev, self.name)
+        except BaseException as exc:
+            log.error("%s: can't prepare rproc %s: %d", dev, self.name, -_code(exc))
             self._disable_iommu()
             raise
         try:
@@ -655,22 +662,20 @@ class Rproc:
         dev = self.dev_name
         try:
             prepare_subdevices(self.subdevs)
-        except BaseException:
-            log.error("%s: can't prepare subdevices for %s", dev, self.name)
+        except BaseException as exc:
+            log.error("%s: failed to prepare subdevices for %s: %d", dev, self.name, -_code(exc))
             raise
         if self.ops.attach is not None:
             try:
                 self.ops.attach(self)
             except BaseException as exc:
-                code = exc.errno if isinstance(exc, RprocError) else errno.EIO
-                log.error("%s: can't attach to rproc %s: %d", dev, self.name, -code)
+                log.error("%s: can't attach to rproc %s: %d", dev, self.name, -_code(exc))
                 unprepare_subdevices(self.subdevs)
                 raise
         try:
             start_subdevices(self.subdevs)
         except BaseException as exc:
-            code = exc.errno if isinstance(exc, RprocError) else errno.EIO
-            log.error("%s: failed to probe subdevices for %s: %d", dev, self.name, -code)
+            log.error("%s: failed to probe subdevices for %s: %d", dev, self.name, -_code(exc))
             self._call_stop_quietly()
             unprepare_subdevices(self.subdevs)
             raise
