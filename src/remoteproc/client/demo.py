@@ -3,14 +3,18 @@
 Owns ``Demo`` (the steps and their results) and ``Step``. The steps use only the client
 library, so they run the same against rprocd's default machine or a board:
 
-1. boot: firmware loaded, resources handled (the debugfs resource table and carveouts);
-2. rpmsg: echo through the channel the firmware announced, and a short latency figure;
-3. trace: what the firmware wrote in its trace buffer;
-4. crash: a real fault inside the firmware when it offers one over rpmsg ("crash wdog"),
+1. boot an idle processor: firmware loaded, resources handled (debugfs resource table and
+   carveouts);
+2. trace: what its firmware wrote in its trace buffer;
+3. firmware swap on the processor that speaks rpmsg: stop, choose the bundled firmware that can
+   also crash for real (``crash-<core>.elf`` beside ``rpmsg-echo-<core>.elf``), start: the
+   vdev, vrings and rpmsg buffer are set up again;
+4. rpmsg: echo through the "rpmsg-raw" channel the firmware announced, and latency figures;
+5. crash: a real fault inside the firmware when it offers one over rpmsg ("crash wdog"),
    else debugfs ``crash``; the coredump fetched from devcoredump; recovery; echo again;
-5. stop;
-6. detach and re-attach the core a boot loader started (state ``detached``): attach, detach,
-   attach again, echo each time, and leave it detached as it was found.
+6. stop what was booted and put the replaced firmware back;
+7. detach and re-attach the core a boot loader started: attach if it is detached, detach
+   (it keeps running), attach again, echo each time, and leave it as it was found.
 
 Rules:
 - Every step has a timeout and ends as passed, failed (with the error's one line) or skipped
@@ -96,7 +100,8 @@ class Demo:
         self.timeout = timeout
         self.steps: list[Step] = []
         self.target: RemoteProc | None = None
-        self.has_vdev = False  # the booted firmware's table has a vdev: rpmsg is expected
+        self.talker: RemoteProc | None = None  # the processor that speaks rpmsg
+        self.restore: tuple[RemoteProc, str] | None = None  # firmware to put back at the end
         self._failed: set[str] = set()
         self._known: set[int] = set()
 
@@ -174,55 +179,116 @@ class Demo:
             raise RprocError(errno.EPROTO, f"sent {text!r}, got back {reply!r}")
         return reply
 
-    def _trace_tail(self, proc: RemoteProc, lines: int = 4) -> list[str]:
+    def _trace_tail(self, proc: RemoteProc, lines: int = 4, about: str | None = None
+                    ) -> list[str]:
+        """The last ``lines`` of trace0 (those matching the regex ``about`` if any do)."""
         try:
-            return [f"trace0| {t}" for t in proc.trace(0).splitlines()[-lines:]]
+            text = proc.trace(0).splitlines()
         except RprocError:
             return []
+        if about is not None:
+            text = [t for t in text if re.search(about, t)] or text
+        return [f"trace0| {t}" for t in text[-lines:]]
 
     # -- the steps
 
+    def _settle(self, procs: list[RemoteProc], quiet: float = 0.5) -> None:
+        """Wait until no state has changed for ``quiet`` seconds: an auto-boot still in
+        flight shows "offline", and a start written then would only take a second reference
+        on the processor (the kernel's power count), so a later stop would not stop it."""
+        deadline = time.monotonic() + self.timeout
+        last = [p.state_or_unknown() for p in procs]
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = [p.state_or_unknown() for p in procs]
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+
     def run(self) -> list[Step]:
         procs = self.root.processors()
+        self._settle(procs)
         self.console.print(f"{len(procs)} processors under {self.root.root}: "
                            + ", ".join(f"{p.dev_name} {p.name} ({p.state})" for p in procs),
                            highlight=False)
         self._run("boot", lambda st: self._boot(st, procs))
-        self._run("rpmsg echo", self._rpmsg, needs=("boot",))
         self._run("trace", self._trace, needs=("boot",))
-        self._run("crash, coredump, recovery", self._crash, needs=("boot",))
-        self._run("stop", self._stop, needs=("boot",))
+        self._run("firmware swap", lambda st: self._swap(st, procs))
+        self._run("rpmsg echo", self._rpmsg, needs=("firmware swap",))
+        self._run("crash, coredump, recovery", self._crash, needs=("firmware swap",))
+        self._run("stop", self._stop)
         self._run("detach and re-attach", lambda st: self._reattach(st, procs))
         return self.steps
 
-    def _boot(self, st: Step, procs: list[RemoteProc]) -> None:
-        candidates = [p for p in procs if p.state in ("offline", "running")]
-        if not candidates:
-            raise _Skip("no offline or running processor to boot")
-        # an idle processor first, and one whose firmware can crash for real if there is one
-        candidates.sort(key=lambda p: (p.state != "offline", "crash" not in p.firmware))
-        p = self.target = candidates[0]
-        if p.state == "running":
-            p.stop()
-            p.wait_state("offline", self.timeout)
-        p.set_coredump_mode("enabled")
+    def _start_and_describe(self, p: RemoteProc) -> str:
+        """Start ``p``, wait until it runs; what its firmware asked for, in a few words."""
         self._remember_devices()
         t0 = time.monotonic()
         p.start()
         p.wait_state("running", self.timeout)
         ms = (time.monotonic() - t0) * 1000
         res = _resources(p.resource_table())
-        self.has_vdev = "vdev" in res
         carve = _carveouts(p.carveout_memories())
-        st.detail = (f"{p.dev_name} ({p.name}) loaded {p.firmware} and runs ({ms:.0f} ms); "
-                     f"resource table: {res}")
-        if carve:
-            st.lines.append("carveouts: " + ", ".join(carve))
+        text = f"{p.dev_name} ({p.name}) loaded {p.firmware}, running in {ms:.0f} ms; " \
+               f"resource table: {res}"
+        return text + (f"; carveouts: {', '.join(carve)}" if carve else "")
+
+    def _boot(self, st: Step, procs: list[RemoteProc]) -> None:
+        """Boot the idle processor (offline; else stop a running one and boot it again)."""
+        candidates = [p for p in procs if p.state in ("offline", "running")]
+        if not candidates:
+            raise _Skip("no offline or running processor to boot")
+        candidates.sort(key=lambda p: p.state != "offline")
+        p = self.target = candidates[0]
+        if p.state == "running":
+            p.stop()
+            p.wait_state("offline", self.timeout)
+        st.detail = self._start_and_describe(p)
+
+    def _trace(self, st: Step) -> None:
+        p = self._target()
+        traces = p.traces()
+        if not traces:
+            raise _Skip(f"{p.firmware} declares no trace buffer")
+        time.sleep(0.3)  # let the firmware write a few lines
+        text = p.trace(traces[0])
+        st.detail = f"{p.name}: trace{traces[0]} holds {len(text.splitlines())} lines"
+        st.lines += self._trace_tail(p, 5)
+
+    def _swap(self, st: Step, procs: list[RemoteProc]) -> None:
+        """Pick the processor that speaks rpmsg and give it the firmware that can also crash
+        for real (the bundled crash-<core>.elf beside rpmsg-echo-<core>.elf), as a user
+        replaces firmware: stop, write the name, start."""
+        talkers = [p for p in procs if p.state == "running"
+                   and "vdev" in _resources(p.resource_table())]
+        if not talkers and self.target is not None and self.target.state == "running" \
+                and "vdev" in _resources(self.target.resource_table()):
+            talkers = [self.target]
+        if not talkers:
+            raise _Skip("no running processor has an rpmsg vdev")
+        p = self.talker = talkers[0]
+        original = p.firmware
+        m = re.fullmatch(r"rpmsg-echo-(.+)", original)
+        p.stop()
+        p.wait_state("offline", self.timeout)
+        p.set_coredump_mode("enabled")
+        if m is not None:
+            self.restore = (p, original)
+            p.set_firmware(f"crash-{m.group(1)}")
+            try:
+                st.detail = self._start_and_describe(p)
+                return
+            except RprocError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                p.set_firmware(original)  # no crash variant here: keep the echo firmware
+                self.restore = None
+        st.detail = self._start_and_describe(p) + " (same firmware)"
 
     def _rpmsg(self, st: Step) -> None:
-        p = self._target()
-        if not self.has_vdev:
-            raise _Skip(f"{p.firmware} has no vdev in its resource table: no rpmsg")
+        p = self._talker()
         with self._endpoint(p, self.timeout) as ept:
             ept.drain()
             ept.send(b"hello from Linux")
@@ -230,23 +296,14 @@ class Demo:
             from remoteproc.client.bench import echo_bench
 
             result = echo_bench(ept, count=100, size=64, timeout=self.timeout)
-        st.detail = (f"{ept.path.name} ({ECHO_CHANNEL}, remote address {ept.dst}) echoed "
-                     f"{reply.decode('utf-8', 'replace')!r}; 100 round trips: p50 "
+        st.detail = (f"{p.name}: {ept.path.name} ({ECHO_CHANNEL}, remote address {ept.dst}) "
+                     f"echoed {reply.decode('utf-8', 'replace')!r}; 100 round trips: p50 "
                      f"{result['p50_us']:.0f} us, p99 {result['p99_us']:.0f} us")
 
-    def _trace(self, st: Step) -> None:
-        p = self._target()
-        traces = p.traces()
-        if not traces:
-            raise _Skip(f"{p.firmware} declares no trace buffer")
-        text = p.trace(traces[0])
-        st.detail = f"trace{traces[0]} holds {len(text.splitlines())} lines"
-        st.lines += self._trace_tail(p, 5)
-
     def _crash(self, st: Step) -> None:
-        p = self._target()
+        p = self._talker()
         last = max((d.index for d in p.coredumps()), default=-1)
-        how = self._crash_from_inside(p) if self.has_vdev else None
+        how = self._crash_from_inside(p)
         if how is None:
             p.crash("watchdog")
             how = "debugfs crash (watchdog)"
@@ -255,12 +312,11 @@ class Demo:
         size = dump.save(dest)
         summary = summarize_core(dest.read_bytes()[:4096])
         p.wait_state("running", self.timeout)
-        st.detail = (f"{how} -> {dump.name} saved to {dest} ({size} bytes, {summary}) -> "
-                     "recovered: running")
-        if self.has_vdev:
-            self._echo(p, "back after recovery")
-            st.detail += ", echo works again"
-        st.lines += self._trace_tail(p, 3)
+        self._remember_devices()
+        self._echo(p, "back after recovery")
+        st.detail = (f"{p.name}: {how} -> {dump.name} saved to {dest} ({size} bytes, "
+                     f"{summary}) -> recovered: running, echo works again")
+        st.lines.append(f"inspect it: gdb-multiarch {p.firmware} {dest}")
 
     def _crash_from_inside(self, p: RemoteProc) -> str | None:
         """Ask the firmware to let its watchdog expire (the bundled crash firmware obeys
@@ -277,10 +333,26 @@ class Demo:
         return None
 
     def _stop(self, st: Step) -> None:
-        p = self._target()
-        p.stop()
-        p.wait_state("offline", self.timeout)
-        st.detail = f"{p.dev_name} is offline; its rpmsg devices and traces are gone"
+        """Stop what the demo booted; put back the firmware it replaced."""
+        done = []
+        p = self.target
+        if p is not None and p.state == "running":
+            p.stop()
+            p.wait_state("offline", self.timeout)
+            done.append(f"{p.dev_name} ({p.name}) is offline, its trace buffer gone")
+        if self.restore is not None:
+            q, firmware = self.restore
+            self.restore = None
+            if q.state != "offline":
+                q.stop()
+                q.wait_state("offline", self.timeout)
+            q.set_firmware(firmware)
+            q.start()
+            q.wait_state("running", self.timeout)
+            done.append(f"{q.name} runs {firmware} again")
+        if not done:
+            raise _Skip("nothing to stop")
+        st.detail = "; ".join(done)
 
     def _reattach(self, st: Step, procs: list[RemoteProc]) -> None:
         early = [p for p in procs if p.state in ("detached", "attached")]
@@ -299,7 +371,7 @@ class Demo:
         p.start()
         p.wait_state("attached", self.timeout)
         self._echo_if_rpmsg(p, st, "re-attached")
-        st.lines += self._trace_tail(p, 3)
+        st.lines += self._trace_tail(p, 3, about="attach|detach")
         if found == "detached":
             p.detach()
             p.wait_state("detached", self.timeout)
@@ -319,6 +391,11 @@ class Demo:
         if self.target is None:
             raise _Skip("no processor booted")
         return self.target
+
+    def _talker(self) -> RemoteProc:
+        if self.talker is None:
+            raise _Skip("no processor speaks rpmsg")
+        return self.talker
 
     @property
     def ok(self) -> bool:
