@@ -14,9 +14,11 @@ Rules:
   ``..`` component is refused with EINVAL before any file is touched; a name found nowhere is
   ENOENT. Images registered with ``add_firmware`` (the kernel's built-in firmware) are searched
   first.
-- Threads: every worker belongs to a ``WorkQueue`` whose owner closes (stops and joins) it:
-  the host's queue runs crash handling and auto-boots for all its processors. ``Host.close()``
-  deletes every processor (stopping what runs), then joins the workers.
+- Threads: the host owns two kinds, both started on demand and joined by ``Host.close()``:
+  the ``WorkQueue`` workers (crash handling and auto-boots of all its processors) and the event
+  ``Dispatcher`` thread (delivery to subscribers). ``close()`` closes the coredump store (so no
+  recovery stays blocked on an inline dump), deletes every processor (stopping what runs),
+  joins the workers, then delivers the last events and joins the dispatcher.
 - Panic hook: while a host with ``panic_hook=True`` is open, SIGTERM (when installed from the
   main thread) and interpreter exit call ``ops.panic`` of every RUNNING/ATTACHED processor and
   wait the longest delay they return, then the previous SIGTERM disposition runs.
