@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         remote.create_ept("rpmsg-raw", echo)
         remote.create_ept("rpmsg-tty", echo)
         svc.append(remote.create_ept("svc", echo))
+        svc.append(remote.create_ept("sink", lambda ept, data, src: None))
 
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -243,6 +245,33 @@ def test_nonblocking_write_eagain_without_tx_buffers(rig: Rig) -> None:
         p = select.poll()
         p.register(fd, select.POLLOUT)
         assert p.poll(0) == []
+    finally:
+        rig.pair.resume_remote()
+        os.close(fd)
+
+
+def test_poll_pollout_wakes_when_tx_buffers_return(rig: Rig) -> None:
+    """A sink remote never answers: only the returned TX buffers can wake a POLLOUT poller."""
+    sink = rig.svc[1].addr
+    cfd = os.open(rig.dev("rpmsg_ctrl0"), os.O_RDWR)
+    try:
+        assert ctrl_ioctl(cfd, RPMSG_CREATE_EPT_IOCTL, "sink", ANY, sink) == 0
+    finally:
+        os.close(cfd)
+    fd = os.open(rig.dev("rpmsg1"), os.O_RDWR | os.O_NONBLOCK)
+    rig.pair.pause_remote()
+    try:
+        while oserr(os.write, fd, b"m") == 0:
+            pass
+        p = select.poll()
+        p.register(fd, select.POLLOUT)
+        assert p.poll(0) == []
+        t0 = time.monotonic()
+        threading.Timer(0.2, rig.pair.resume_remote).start()
+        ev = p.poll(3000)
+        assert ev and ev[0][1] & select.POLLOUT
+        assert 0.15 < time.monotonic() - t0 < 2
+        assert os.write(fd, b"again") == 5
     finally:
         rig.pair.resume_remote()
         os.close(fd)
