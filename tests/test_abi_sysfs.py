@@ -427,6 +427,31 @@ def test_devcoredump_read_releases(abi: Abi) -> None:
     assert wait_until(lambda: rproc.state is State.RUNNING)
 
 
+def test_inline_coredump_holds_recovery_until_read(abi: Abi) -> None:
+    """"inline": recovery waits until userspace has read the dump from device memory."""
+    rproc = abi.rproc(0)
+    from remoteproc.core import coredump
+
+    assert write_errno(abi.sys(0, "coredump"), b"inline\n") == 0
+    assert write_errno(abi.sys(0, "state"), b"start\n") == 0
+    coredump.set_elf_info(rproc, 1, 40)
+    coredump.add_segment(rproc, 0x0, 0x100)
+    rproc.report_crash(2)
+    base = abi.root / "sys/class/devcoredump"
+    assert wait_until(lambda: bool(os.listdir(base)))
+    time.sleep(0.2)
+    # rproc_stop() already ran (the kernel's order): offline while recovery waits for us
+    assert read_text(abi.sys(0, "state")) == "offline\n"
+    (dcd,) = os.listdir(base)
+    with open(base / dcd / "data", "rb", buffering=0) as f:
+        data = b""
+        while chunk := f.read(64):  # small reads: header and live segment bytes
+            data += chunk
+    assert data[:4] == b"\x7fELF" and data.endswith(b"\xaa" * 0x100)
+    assert wait_until(lambda: read_text(abi.sys(0, "state")) == "running\n")
+    assert os.listdir(base) == []
+
+
 def test_devcoredump_write_discards(abi: Abi) -> None:
     store = abi.host.coredump_store
     n = store.add("m4", b"x" * 100)
