@@ -176,3 +176,27 @@ def test_detach_and_reattach_the_preloaded_core(root: AbiRoot) -> None:
         ept.send(b"still there")
         assert ept.recv(5) == b"still there"
     assert "detached, still running" in early.trace(0)
+
+
+def test_trace_follow_sees_the_firmware_write(root: AbiRoot) -> None:
+    rv = root.processor("rv")
+    if rv.state != "running":
+        rv.start()
+        rv.wait_state("running", 10)
+    proc = subprocess.Popen([sys.executable, "-m", "remoteproc.cli", "trace", "rv", "--follow",
+                             "--interval", "0.05", "--root", str(root.root)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ticks = []
+        deadline = time.monotonic() + 20
+        while len(ticks) < 3 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("tick "):
+                ticks.append(int(line.split()[1]))
+        # new lines arrive as the firmware writes them, each once, in order
+        assert len(ticks) == 3 and ticks == sorted(set(ticks)), ticks
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        rv.stop()
