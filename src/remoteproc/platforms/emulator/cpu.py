@@ -311,16 +311,15 @@ class Core(ABC):
 
     # IoSink: the peripherals call these.
     def fatal(self, code: int) -> None:
-        # On the emulation thread, inside the MMIO write. Stopping here abandons the store
-        # (unicorn re-executes it on resume), which is what we want: the core never resumes.
-        # The pc unicorn shows inside a callback is the start of the translation block, so the
-        # report's pc is in the function that wrote FATAL, not on the store itself.
+        # On the emulation thread, inside the MMIO write. Stopping here abandons the store:
+        # unicorn leaves the pc on it (and would re-execute it on resume, which never happens),
+        # so the registers read after the stop show the very instruction that wrote FATAL.
         assert self.uc is not None
         with self._cv:
             if self._fault_req is None:
                 self._fault_req = Fault(CrashType.FATAL_ERROR,
-                                        f"firmware fatal-error hook (code {code:#x})",
-                                        self.pc(), code=code, arch=self.arch)
+                                        f"firmware fatal-error hook (code {code:#x})", 0,
+                                        code=code, arch=self.arch)
         self.uc.emu_stop()
 
     def watchdog_expired(self, timeout_ms: int) -> None:

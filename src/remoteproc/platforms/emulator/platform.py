@@ -204,8 +204,17 @@ class EmulatedProcessor:
         if self.core.running:
             return
         # Attach-on-recovery of a crashed core: the remote side (its boot loader) restarts the
-        # image it booted, as an autonomous recovery would; the host loads nothing.
-        self.reboot_from_loader()
+        # image it booted, as an autonomous recovery would; the host loads nothing. The
+        # resource table is kept across that restart (as in retained RAM): the restarted
+        # firmware finds the vring addresses and notify ids the host assigned, which the
+        # host, re-attaching without re-parsing the table, keeps using.
+        with self.io.lock:
+            da, size = self.io.rsc_table_da, self.io.rsc_table_size
+        table = self.amap.translate(da, size) if da else None
+        keep = bytes(table) if table is not None else None
+        if keep is not None and rproc.table_ptr is not None and len(rproc.table_ptr) == size:
+            keep = bytes(rproc.table_ptr)
+        self.reboot_from_loader(keep_table=(da, keep) if keep is not None else None)
 
     def _detach(self, rproc: Rproc) -> None:
         if not self.core.running:
@@ -258,10 +267,16 @@ class EmulatedProcessor:
         self.symbolizer = Symbolizer(image)
         self.core.start(entry)
 
-    def reboot_from_loader(self) -> None:
+    def reboot_from_loader(self, keep_table: tuple[int, bytes] | None = None) -> None:
+        """The boot loader restarts its image; ``keep_table`` = (da, bytes) survives it."""
         self.core.stop()
         self.io.reset(clear_rsc=True)
         entry = self.platform.bootloader.reload(self.name, self.amap.translate)
+        if keep_table is not None:
+            da, data = keep_table
+            view = self.amap.translate(da, len(data))
+            if view is not None:
+                view[:] = data
         name, image = self.platform.bootloader.images[self.name]
         self.firmware_name = name
         self.symbolizer = Symbolizer(image)
