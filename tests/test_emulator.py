@@ -252,7 +252,7 @@ def test_crash_without_recovery_stays_crashed_until_recovered_by_hand(
 
 def test_coredump_opens_in_gdb_with_the_faulting_pc(
         build: Callable[..., tuple[Host, EmulatorPlatform]], tmp_path: Path) -> None:
-    host, plat = build([("c", "cortex-m4", "auto", "crash-m4.elf", "reload")])
+    _host, plat = build([("c", "cortex-m4", "auto", "crash-m4.elf", "reload")])
     proc = plat["c"]
     rproc = proc.rproc
     assert rproc is not None
