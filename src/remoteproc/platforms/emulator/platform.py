@@ -130,10 +130,22 @@ class EmulatedProcessor:
         self.core.console_line = self._console_line  # type: ignore[method-assign]
         self.rproc: Rproc | None = None
         self.firmware_name: str | None = None
-        self.symbolizer: Symbolizer | None = None
+        self._image: bytes | None = None
+        self._symbolizer: Symbolizer | None = None
         self.crashes: list[CrashReport] = []
         self.ctrl_from_remote: list[int] = []
         self._ctrl_cv = threading.Condition()
+
+    def _set_image(self, image: bytes) -> None:
+        # Symbols are parsed on the first crash, not at boot: DWARF parsing takes ~200 ms.
+        self._image = image
+        self._symbolizer = None
+
+    @property
+    def symbolizer(self) -> Symbolizer | None:
+        if self._symbolizer is None and self._image is not None:
+            self._symbolizer = Symbolizer(self._image)
+        return self._symbolizer
 
     # ---- host-side views -----------------------------------------------------------------------
 
@@ -190,7 +202,7 @@ class EmulatedProcessor:
         self.core.stop()  # a recovery reload must not write under a running core
         elf_ops.rproc_elf_load_segments(rproc, fw)
         self.firmware_name = fw.name
-        self.symbolizer = Symbolizer(bytes(fw.data))
+        self._set_image(bytes(fw.data))
 
     def _start(self, rproc: Rproc) -> None:
         self.io.reset(clear_rsc=True)
@@ -264,7 +276,7 @@ class EmulatedProcessor:
         self.io.reset(clear_rsc=True)
         entry = self.platform.bootloader.boot(self.name, name, image, self.amap.translate)
         self.firmware_name = name
-        self.symbolizer = Symbolizer(image)
+        self._set_image(image)
         self.core.start(entry)
 
     def reboot_from_loader(self, keep_table: tuple[int, bytes] | None = None) -> None:
@@ -279,7 +291,7 @@ class EmulatedProcessor:
                 view[:] = data
         name, image = self.platform.bootloader.images[self.name]
         self.firmware_name = name
-        self.symbolizer = Symbolizer(image)
+        self._set_image(image)
         self.core.start(entry)
 
     # ---- events from the core (emulation / scheduler threads) ----------------------------------
