@@ -179,20 +179,25 @@ class RemoteProc:
     def coredump_mode(self) -> str:
         return self._sysfs("coredump")
 
-    def state_or_unknown(self) -> str:
+    def _attr_or(self, attr: str, default: str = "unknown") -> str:
+        """An attribute for a message: the message must not fail because the file did."""
         try:
-            return self.state
+            return self._sysfs(attr)
         except RprocError:
-            return "unknown"
+            return default
+
+    def state_or_unknown(self) -> str:
+        return self._attr_or("state")
 
     def _request(self, command: str) -> None:
         def why(code: int) -> str | None:
             state = self.state_or_unknown()
             if command == "start":
                 if code == errno.ENOENT:
-                    return (f"firmware {self._firmware_now()!r} was not found in the firmware "
-                            f"search path ({self.root.firmware_dir}); install it with `rproc "
-                            f"firmware {self._firmware_now()} --install FILE`")
+                    fw = self._attr_or("firmware", "?")
+                    return (f"firmware {fw!r} was not found in the firmware search path "
+                            f"({self.root.firmware_dir}); install it with `rproc firmware "
+                            f"{fw} --install FILE`")
                 if code == errno.ENODEV:
                     return f"{self.dev_name} is being deleted"
                 return (f"boot failed ({os.strerror(code)}); the kernel log says why (dmesg, or "
@@ -205,12 +210,6 @@ class RemoteProc:
             return None
 
         write_attr(self.sysfs / "state", command.encode(), why=why)
-
-    def _firmware_now(self) -> str:
-        try:
-            return self.firmware
-        except RprocError:
-            return "?"
 
     def start(self) -> None:
         """``echo start > state``: boot (load the firmware) or attach a DETACHED processor."""
@@ -348,17 +347,12 @@ class RemoteProc:
                 if dump.index > after:
                     return dump
             if time.monotonic() >= deadline:
+                mode = self._attr_or("coredump")
                 raise RprocError(errno.ETIMEDOUT, f"no coredump of {self.dev_name} appeared "
-                                 f"within {timeout:g} s (coredump mode is "
-                                 f"{self._coredump_now()}; it must be enabled or inline "
-                                 "before the crash)", file=str(self.root.devcoredump_dir))
+                                 f"within {timeout:g} s (coredump mode is {mode}; it must be "
+                                 "enabled or inline before the crash)",
+                                 file=str(self.root.devcoredump_dir))
             time.sleep(interval)
-
-    def _coredump_now(self) -> str:
-        try:
-            return self.coredump_mode
-        except RprocError:
-            return "unknown"
 
     # -- cdev
 
