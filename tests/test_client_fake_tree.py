@@ -49,6 +49,14 @@ def test_ioctl_numbers_are_the_uapi_encoding() -> None:
     assert uapi.ioc(uapi.IOC_WRITE, 0xB5, 4, size) == uapi.RPMSG_RELEASE_DEV_IOCTL
 
 
+def test_uapi_values_agree_with_the_rpmsg_wire() -> None:
+    from remoteproc.rpmsg import wire
+
+    assert uapi.RPMSG_ADDR_ANY == wire.RPMSG_ADDR_ANY
+    assert uapi.RPMSG_MTU == wire.RPMSG_MTU
+    assert uapi.RPMSG_NAME_SIZE == wire.RPMSG_NAME_SIZE
+
+
 def test_endpoint_info_layout() -> None:
     raw = uapi.EndpointInfo("rpmsg-client-sample", 0x400, uapi.RPMSG_ADDR_ANY).pack()
     assert len(raw) == 40

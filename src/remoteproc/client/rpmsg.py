@@ -22,7 +22,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import os
@@ -46,6 +45,8 @@ from remoteproc.client.uapi import (
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from remoteproc.client.rproc import RemoteProc
 
 __all__ = [
@@ -328,6 +329,8 @@ class Endpoint:
 
     async def arecv(self, size: int = RPMSG_MTU) -> bytes:
         """The next message, awaiting readability on the event loop (no thread)."""
+        import asyncio  # here: the blocking API and the CLI do without its import time
+
         loop = asyncio.get_running_loop()
         fd = self.fileno()
         while True:
@@ -349,6 +352,8 @@ class Endpoint:
         if len(data) > RPMSG_MTU:
             raise RprocError(errno.EMSGSIZE, f"message of {len(data)} bytes: rpmsg carries at "
                              f"most {RPMSG_MTU}", file=str(self.path))
+        import asyncio
+
         fd = self.fileno()
         while True:
             try:

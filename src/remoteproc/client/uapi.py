@@ -7,7 +7,7 @@ Rules:
 - Numbers are the asm-generic ``_IOC`` encoding the spec gives, written out as the spec does;
   the tests rebuild each from ``ioc()`` (direction, magic, number, size), so a typo cannot pass.
 - ``struct rpmsg_endpoint_info`` is declared once (``ENDPOINT_INFO``) and used to build and parse.
-- Pure: no I/O, no imports beyond the standard library and the rpmsg wire constants.
+- Pure: no I/O, nothing imported beyond the standard library (a client must start fast).
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from remoteproc.rpmsg.wire import RPMSG_ADDR_ANY, RPMSG_MTU, decode_name, encode_name
+# The uapi's own values (include/uapi/linux/rpmsg.h and the bus's MTU, spec Appendix C). They
+# equal remoteproc.rpmsg.wire's, written again because importing the rpmsg package loads the
+# whole bus (and asyncio): a client on a board needs none of it. A test checks they agree.
+RPMSG_ADDR_ANY = 0xFFFFFFFF
+RPMSG_NAME_SIZE = 32
+RPMSG_MTU = 496
 
 __all__ = [
     "ENDPOINT_INFO",
@@ -24,6 +29,7 @@ __all__ = [
     "RPMSG_CREATE_EPT_IOCTL",
     "RPMSG_DESTROY_EPT_IOCTL",
     "RPMSG_MTU",
+    "RPMSG_NAME_SIZE",
     "RPMSG_RELEASE_DEV_IOCTL",
     "RPROC_GET_SHUTDOWN_ON_RELEASE",
     "RPROC_SET_SHUTDOWN_ON_RELEASE",
@@ -57,10 +63,13 @@ class EndpointInfo(NamedTuple):
     dst: int = RPMSG_ADDR_ANY
 
     def pack(self) -> bytes:
-        return ENDPOINT_INFO.pack(encode_name(self.name), self.src & 0xFFFFFFFF,
-                                  self.dst & 0xFFFFFFFF)
+        """The name is cut to 31 bytes (``struct.pack`` pads with NULs), as the kernel forces
+        ``name[31] = 0``."""
+        name = self.name.encode()[: RPMSG_NAME_SIZE - 1]
+        return ENDPOINT_INFO.pack(name, self.src & 0xFFFFFFFF, self.dst & 0xFFFFFFFF)
 
     @classmethod
     def unpack(cls, raw: bytes) -> EndpointInfo:
         name, src, dst = ENDPOINT_INFO.unpack(raw)
-        return cls(decode_name(name), src, dst)
+        text = name[: RPMSG_NAME_SIZE - 1].split(b"\0", 1)[0].decode("utf-8", "replace")
+        return cls(text, src, dst)
