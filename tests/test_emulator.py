@@ -18,7 +18,12 @@ from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import CrashType, State
 from remoteproc.errors import RprocError
-from remoteproc.platforms.emulator import EmulatorPlatform, load_machine, parse_machine
+from remoteproc.platforms.emulator import (
+    DEFAULT_MACHINE,
+    EmulatorPlatform,
+    load_machine,
+    parse_machine,
+)
 from remoteproc.platforms.emulator.cpu import CoreState
 from remoteproc.rpmsg import registry
 
@@ -250,9 +255,11 @@ def test_crash_without_recovery_stays_crashed_until_recovered_by_hand(
     assert rproc.state is State.DELETED
 
 
+@pytest.mark.parametrize("arch", ["m4", "rv32"])
 def test_coredump_opens_in_gdb_with_the_faulting_pc(
-        build: Callable[..., tuple[Host, EmulatorPlatform]], tmp_path: Path) -> None:
-    _host, plat = build([("c", "cortex-m4", "auto", "crash-m4.elf", "reload")])
+        build: Callable[..., tuple[Host, EmulatorPlatform]], tmp_path: Path, arch: str) -> None:
+    cpu = "cortex-m4" if arch == "m4" else "rv32imac"
+    _host, plat = build([("c", cpu, "auto", f"crash-{arch}.elf", "reload")])
     proc = plat["c"]
     rproc = proc.rproc
     assert rproc is not None
@@ -270,7 +277,7 @@ def test_coredump_opens_in_gdb_with_the_faulting_pc(
     assert report is not None
     out = subprocess.run(
         ["gdb-multiarch", "-batch", "-nx", "-ex", "info registers pc", "-ex", "bt 1",
-         str(FW_DIR / "crash-m4.elf"), str(core_file)],
+         str(FW_DIR / f"crash-{arch}.elf"), str(core_file)],
         capture_output=True, text=True, timeout=60)
     text = out.stdout + out.stderr
     assert f"{report.pc:#x}" in text, text
@@ -293,6 +300,35 @@ def test_32_cores_run_at_once(build: Callable[..., tuple[Host, EmulatorPlatform]
     wait_until(lambda: all(_trace_has(p.rproc, b"tick 2") for p in procs if p.rproc),
                30, "ticks on every core")
     assert len({p.core._thread for p in procs}) == 32
+
+
+def test_panic_tells_the_core_and_asks_for_a_delay(
+        build: Callable[..., tuple[Host, EmulatorPlatform]]) -> None:
+    _host, plat = build([("c", "cortex-m4", "auto", "rpmsg-echo-m4.elf", "reload")])
+    proc = plat["c"]
+    rproc = proc.rproc
+    assert rproc is not None
+    wait_until(lambda: rproc.state is State.RUNNING, what="boot")
+    assert rproc.ops.panic is not None
+    assert rproc.ops.panic(rproc) == 10
+    assert proc.io.ctrl_rx_log[-1] == 2  # SHUTDOWN posted to the mailbox's control channel
+    assert proc.core.state is CoreState.RUNNING
+
+
+def test_rprocd_entry_point_registers_the_default_machine() -> None:
+    from remoteproc.daemon import load_machine as daemon_load_machine
+
+    host = Host([FW_DIR], panic_hook=False)
+    machine = daemon_load_machine(Path(DEFAULT_MACHINE), host)
+    try:
+        assert isinstance(machine, EmulatorPlatform)
+        assert set(machine.processors) == {"m4", "rv", "m4-early"}
+        early, rv = host.by_name("m4-early"), host.by_name("rv")
+        assert early is not None and early.state is State.ATTACHED
+        assert rv is not None and rv.state is State.OFFLINE
+    finally:
+        host.close()
+        machine.close()
 
 
 def test_platform_refuses_to_prepare_after_close() -> None:

@@ -27,8 +27,8 @@ from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
 from remoteproc.platforms.emulator.cpu import CoreState
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region
 
-ARCHES = ["m4", "rv32"]
-CPU = {"m4": "cortex-m4", "rv32": "rv32imac"}
+ARCHES = ["m4", "rv32", "rv64"]
+CPU = {"m4": "cortex-m4", "rv32": "rv32imac", "rv64": "rv64imac"}
 
 
 def machine_toml(cpus: list[str]) -> str:
@@ -159,7 +159,7 @@ def test_unmapped_access_is_an_mmufault_with_the_pc(make: Callable[..., Emulator
     assert start <= report.pc < start + 12
     assert report.where.startswith("do_mmu+")
     assert report.instruction.startswith(("ldr", "lw"))
-    assert report.regs["pc" if arch == "rv32" else "r15"] == report.pc
+    assert report.regs["r15" if arch == "m4" else "pc"] == report.pc
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -2,7 +2,7 @@
 with Debian's cross compilers into a cache folder (tests/test_emulator_cpu.py,
 benchmarks/bench_emulator.py).
 
-Both programs (Cortex-M4 Thumb and RV32IMAC) do the same thing:
+The programs (Cortex-M4 Thumb, RV32IMAC and RV64IMAC from one RISC-V source) do the same:
 - enable the mailbox (line 0) and timer (line 1) interrupts and sleep in ``wfi``;
 - the mailbox handler drains RX_DATA, adding each id to SRAM[0] and counting in SRAM[8];
 - the timer handler acknowledges STATUS and counts in SRAM[4];
@@ -139,6 +139,13 @@ timer_isr:
 """
 
 RV_SRC = r"""
+#if __riscv_xlen == 64
+#define REG_S sd
+#define REG_L ld
+#else
+#define REG_S sw
+#define REG_L lw
+#endif
 .section .text
 .global _start
 _start:
@@ -215,13 +222,14 @@ do_compute:
   j loop
 .balign 4
 trap:
-  addi sp, sp, -16
-  sw t0, 0(sp)
-  sw t1, 4(sp)
-  sw t2, 8(sp)
-  sw t3, 12(sp)
+  addi sp, sp, -32
+  REG_S t0, 0(sp)
+  REG_S t1, 8(sp)
+  REG_S t2, 16(sp)
+  REG_S t3, 24(sp)
   csrr t0, mcause
-  li t1, 0x8000000b
+  andi t0, t0, 0xff
+  li t1, 11
   bne t0, t1, 2f
   li t1, 0x40000000
 1:
@@ -245,11 +253,11 @@ trap:
   addi t0, t0, 1
   sw t0, 4(t3)
 3:
-  lw t0, 0(sp)
-  lw t1, 4(sp)
-  lw t2, 8(sp)
-  lw t3, 12(sp)
-  addi sp, sp, 16
+  REG_L t0, 0(sp)
+  REG_L t1, 8(sp)
+  REG_L t2, 16(sp)
+  REG_L t3, 24(sp)
+  addi sp, sp, 32
   mret
 """
 
@@ -261,7 +269,7 @@ def _cache_dir() -> Path:
 
 
 def build(arch: str) -> bytes:
-    """The ELF image of the test program for ``"m4"`` or ``"rv32"`` (built once, cached)."""
+    """The test program for ``"m4"``, ``"rv32"`` or ``"rv64"`` (built once, cached)."""
     src = M4_SRC if arch == "m4" else RV_SRC
     digest = hashlib.sha256(src.encode()).hexdigest()[:12]
     out = _cache_dir() / f"prog-{arch}-{digest}.elf"
@@ -272,9 +280,12 @@ def build(arch: str) -> bytes:
         if arch == "m4":
             cmd = ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib",
                    "-Wl,-Ttext=0x100", "-Wl,--section-start=.vectors=0", "-o", str(tmp), str(s)]
-        else:
+        elif arch == "rv32":
             cmd = ["riscv64-unknown-elf-gcc", "-march=rv32imac_zicsr", "-mabi=ilp32",
                    "-nostdlib", "-Wl,-Ttext=0", "-o", str(tmp), str(s)]
+        else:
+            cmd = ["riscv64-unknown-elf-gcc", "-march=rv64imac_zicsr", "-mabi=lp64",
+                   "-mcmodel=medany", "-nostdlib", "-Wl,-Ttext=0", "-o", str(tmp), str(s)]
         subprocess.run(cmd, check=True, capture_output=True)
         tmp.replace(out)
     return out.read_bytes()

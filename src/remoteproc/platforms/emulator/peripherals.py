@@ -215,7 +215,8 @@ class CoreIo:
         self.fifo: collections.deque[int] = collections.deque()
         self.ctrl_rx = 0
         self.irq_enable = 0
-        self.ctrl_tx_log: list[int] = []
+        self.ctrl_tx_log: list[int] = []  # control words the firmware sent
+        self.ctrl_rx_log: list[int] = []  # control words the host posted
         # console
         self._line = bytearray()
         self.console: collections.deque[str] = collections.deque(maxlen=CONSOLE_KEEP)
@@ -299,6 +300,7 @@ class CoreIo:
     def host_ctrl(self, word: int) -> None:
         with self.lock:
             self.ctrl_rx = word & 0xFFFF_FFFF
+            self.ctrl_rx_log.append(self.ctrl_rx)
         self._changed()
 
     def _changed(self) -> None:
