@@ -175,13 +175,13 @@ class CortexM4(Core):
     def _wakes(self, lines: int) -> bool:
         return bool(self._pending(lines))
 
-    def _masked_entry_possible(self) -> bool:
+    def _can_enter(self) -> bool:
         assert self.uc is not None
         return not self.active and not self.uc.reg_read(UC_ARM_REG_PRIMASK) & 1
 
     def _take_interrupt(self, lines: int) -> bool:
         pending = self._pending(lines)
-        if not pending or not self._masked_entry_possible():
+        if not pending or not self._can_enter():
             return False
         irq = (pending & -pending).bit_length() - 1
         self.nvic.sw_pending &= ~(1 << irq)

@@ -454,14 +454,14 @@ class Core(ABC):
                 self.wfi_sleeps += 1
                 with self._cv:
                     lines = self.io.lines()
-                    if lines and self._wakes(lines) and not self._masked_entry_possible():
+                    if lines and self._wakes(lines) and not self._can_enter():
                         # Woken by a line we cannot take (masked): sleep again only once the
                         # generation moves, or wfi in a masked loop would spin a host core.
                         self._masked_spin_gen = self._gen
                     self._sleeping = True
                     self._cv.notify_all()  # wait_sleeping()
 
-    def _masked_entry_possible(self) -> bool:
+    def _can_enter(self) -> bool:
         """Could an exception be entered now (global mask clear, not already active)?"""
         return True
 

@@ -140,13 +140,14 @@ class _Reader:
 
     def str_(self, key: str, *, default: str | None = None, choices: tuple[str, ...] = ()
              ) -> str | None:
-        v = self._get(key, default is None and not choices and False)
+        """An optional string (``default`` when absent), one of ``choices`` if given."""
+        v = self._get(key, False)
         if v is None:
             return default
         if not isinstance(v, str) or not v:
             raise self.fail(key, f"expected a non-empty string, not {v!r}")
         if choices and v not in choices:
-            raise self.fail(key, f"unknown value {v!r} (expected one of {', '.join(choices)})")
+            raise self.fail(key, f"unknown {key} {v!r} (expected one of {', '.join(choices)})")
         return v
 
     def req_str(self, key: str, *, choices: tuple[str, ...] = ()) -> str:

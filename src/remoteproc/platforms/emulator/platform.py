@@ -42,7 +42,7 @@ from remoteproc.errors import RprocError
 from remoteproc.firmware import elf as elf_ops
 from remoteproc.platforms.emulator.bootloader import BootLoader
 from remoteproc.platforms.emulator.cortexm import CortexM4
-from remoteproc.platforms.emulator.cpu import Core, CoreState, Fault
+from remoteproc.platforms.emulator.cpu import Core, Fault
 from remoteproc.platforms.emulator.machine import (
     DEFAULT_MACHINE,
     CoreSpec,
@@ -459,5 +459,3 @@ def load_machine(path: str | Path | None, host: Host) -> EmulatorPlatform:
         raise
     return platform
 
-
-__all__ += ["CoreState"]

@@ -93,7 +93,7 @@ class RiscV(Core):
         assert self.uc is not None
         return bool(self._mip(lines) & self.uc.reg_read(UC_RISCV_REG_MIE))
 
-    def _masked_entry_possible(self) -> bool:
+    def _can_enter(self) -> bool:
         assert self.uc is not None
         return bool(self.uc.reg_read(UC_RISCV_REG_MSTATUS) & _MSTATUS_MIE)
 
