@@ -10,14 +10,18 @@ Threads and locks:
   thread that owns it; ``stop()`` asks that thread to halt and joins it. Only the core's own
   thread touches the ``Uc`` while it runs; other threads only call ``uc.emu_stop()``.
 - ``self._cv`` (a Condition) guards the run flags (halt/fault requests, sleeping, in-emulation,
-  the interrupt generation). It is a leaf lock: nothing is called out while holding it except
-  ``emu_stop`` (which only sets a flag in unicorn).
+  the interrupt generation). ``self._mmio_lock`` (an RLock) is held while an MMIO callback runs.
+  Lock order: ``_mmio_lock`` -> ``CoreIo.lock`` and ``_mmio_lock`` -> ``_cv``; nothing else is
+  called out while holding them except ``emu_stop`` (which only sets a flag in unicorn).
 - Wake-ups: ``irq_changed()`` (any thread) bumps the generation, notifies the sleeping thread
-  and, if the core is inside ``emu_start``, stops it so the loop can enter the exception. A stop
-  that lands in the tiny window before unicorn resets its stop flag would be lost, so the
-  scheduler re-checks 2 ms later and stops again if the core has not seen that generation.
+  and, if the core is inside ``emu_start``, stops it so the loop can enter the exception.
+  ``emu_stop`` is never called inside an MMIO callback (unicorn would then abandon the access
+  and re-execute it on resume): other threads take ``_mmio_lock`` first, and the core's own
+  thread defers its stop to the scheduler. A stop that lands in the tiny window before unicorn
+  resets its stop flag would be lost, so the scheduler re-checks 2 ms later and stops again if
+  the core has not seen that generation.
 - No per-instruction hooks: the loop regains control only at ``wfi`` (unicorn returns there),
-  at MMIO accesses, at exception returns (a fetch from the return marker) and on ``emu_stop``.
+  at exception returns (a fetch from the return marker), at faults and on ``emu_stop``.
   Consequence (documented in docs/virtual-soc.md): an interrupt left pending while masked is
   taken at the next stop point after it is unmasked, not at the unmasking instruction.
 - Faults: the run loop turns them into a ``Fault`` and calls ``on_fault`` (the platform posts
