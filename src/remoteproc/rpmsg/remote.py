@@ -320,7 +320,10 @@ class RpmsgRemote:
             while self._rx is q and (item := q.pop_avail()) is not None:
                 head, parts = item
                 msg = self._parse(head, parts)
-                q.push_used(head, 0)
+                # The buffer's own length, as OpenAMP's remotes return it: an OpenAMP host takes
+                # used.len as the size of the TX buffer it reclaims (Linux ignores it), so 0
+                # would shrink its next payload to -16 bytes.
+                q.push_used(head, sum(len(view) for view, _ in parts))
                 if msg is not None:
                     self._dispatch(*msg)
                 since_notify += 1
