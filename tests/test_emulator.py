@@ -302,6 +302,18 @@ def test_32_cores_run_at_once(build: Callable[..., tuple[Host, EmulatorPlatform]
     assert len({p.core._thread for p in procs}) == 32
 
 
+@pytest.mark.parametrize(("arch", "cpu"), [("m4", "cortex-m4"), ("rv32", "rv32imac")])
+def test_big_image_is_loaded_into_ddr_and_checked_by_the_firmware(
+        build: Callable[..., tuple[Host, EmulatorPlatform]], arch: str, cpu: str) -> None:
+    _host, plat = build([("c", cpu, "manual", f"big-{arch}.elf", "reload")])
+    rproc = plat["c"].rproc
+    assert rproc is not None
+    rproc.boot()  # 8 MiB of PT_LOAD data written through the DDR window the core executes from
+    wait_until(lambda: _trace_has(rproc, b"bad pages"), what="big check")
+    assert _trace_has(rproc, b"bytes at 0x8"), [t.read() for t in rproc.traces]
+    assert _trace_has(rproc, b"bad pages 0 "), [t.read() for t in rproc.traces]
+
+
 def test_panic_tells_the_core_and_asks_for_a_delay(
         build: Callable[..., tuple[Host, EmulatorPlatform]]) -> None:
     _host, plat = build([("c", "cortex-m4", "auto", "rpmsg-echo-m4.elf", "reload")])
