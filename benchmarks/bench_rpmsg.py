@@ -9,6 +9,12 @@ running as another process (``python -m remoteproc.remotes.echo``), shared memor
 - ``rpmsg_msgs_per_s``: pipelined 496-byte messages: one thread sends (blocking when the 256
   transmit buffers are out), the caller receives the echoes; completed echoes per second, best
   of three rounds of 100,000 (the round least disturbed by other load). Target >= 100,000.
+  ``_callback``: the same with the echoes counted by an endpoint callback on the transport's
+  thread instead of a ``recv`` loop (one thread handoff less per message).
+- ``rpmsg_host_cpu_us_per_msg`` / ``rpmsg_remote_cpu_us_per_msg``: CPU time (user + system)
+  each process spends per echoed message in the ``recv`` rounds (median round). Unlike msgs/s
+  these hardly move with the machine's load, and they bound msgs/s on an idle machine:
+  ``1e6 / max(host, remote)`` when each side has a core.
 
 Run ``python benchmarks/bench_rpmsg.py`` to print every figure from one process (quicker than
 ``run.py``, which measures each in a fresh interpreter).
@@ -147,11 +153,40 @@ def rtt_p99_496b() -> float:
     return _percentile(_rtt(496), 99)
 
 
-def _pipelined(s: Session, n: int) -> float:
-    """``n`` echoes with a sender thread and the caller receiving; echoes per second."""
-    ept, dst = s.ept, s.dst
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Round:
+    msgs_per_s: float
+    host_cpu_us: float  # per echoed message, whole host process
+    remote_cpu_us: float  # per echoed message, the remote process
+
+
+def _pipelined(s: Session, n: int, *, callback: bool) -> Round:
+    """``n`` echoes of 496 bytes, pipelined. ``callback=False``: a sender thread, the caller
+    receiving with ``recv``. ``callback=True``: the caller sends, an endpoint callback counts
+    the echoes on the transport's thread (how kernel rpmsg drivers receive)."""
     data = bytes(496)
+    dst = s.dst
+    remote_pid = s.platform.process.pid if s.platform.process else None
+    assert remote_pid is not None
+    bus = s.ept.bus
+    assert isinstance(bus, RpmsgBus)
+    done = threading.Event()
+    count = [0]
+
+    def on_echo(ept: Endpoint, payload: bytes, src: int) -> None:
+        count[0] += 1
+        if count[0] == n:
+            done.set()
+
     errors: list[BaseException] = []
+    ept = bus.create_ept(on_echo) if callback else s.ept
 
     def sender() -> None:
         try:
@@ -161,28 +196,71 @@ def _pipelined(s: Session, n: int) -> float:
         except BaseException as exc:
             errors.append(exc)
 
-    t = threading.Thread(target=sender)
-    recv = ept.recv
+    h0, r0 = time.process_time(), _cpu_seconds(remote_pid)
     t0 = time.perf_counter_ns()
-    t.start()
-    for _ in range(n):
-        if len(recv(30.0)) != 496:
-            raise AssertionError("echo of the wrong size")
+    if callback:
+        sender()
+        if not done.wait(60.0):
+            raise TimeoutError(f"only {count[0]} of {n} echoes")
+    else:
+        t = threading.Thread(target=sender)
+        t.start()
+        recv = ept.recv
+        for _ in range(n):
+            if len(recv(30.0)) != 496:
+                raise AssertionError("echo of the wrong size")
+        t.join()
     elapsed = time.perf_counter_ns() - t0
-    t.join()
+    h1, r1 = time.process_time(), _cpu_seconds(remote_pid)
+    if callback:
+        ept.destroy()
     if errors:
         raise errors[0]
-    return n / (elapsed / 1e9)
+    return Round(n / (elapsed / 1e9), (h1 - h0) / n * 1e6, (r1 - r0) / n * 1e6)
+
+
+_rounds: dict[bool, list[Round]] = {}
+
+
+def _throughput(callback: bool) -> list[Round]:
+    """``THROUGHPUT_ROUNDS`` rounds; every round is reported on stderr."""
+    if callback not in _rounds:
+        with session() as s:
+            _pipelined(s, 2000, callback=callback)  # warm up
+            rounds = [
+                _pipelined(s, THROUGHPUT_MESSAGES, callback=callback)
+                for _ in range(THROUGHPUT_ROUNDS)
+            ]
+        label = "callback" if callback else "recv"
+        print(
+            f"rpmsg pipelined ({label}) rounds: "
+            + ", ".join(
+                f"{r.msgs_per_s:.0f}/s (cpu us/msg host {r.host_cpu_us:.1f} "
+                f"remote {r.remote_cpu_us:.1f})"
+                for r in rounds
+            ),
+            file=sys.stderr,
+        )
+        _rounds[callback] = rounds
+    return _rounds[callback]
 
 
 def msgs_per_s() -> float:
-    """Best of ``THROUGHPUT_ROUNDS`` rounds: the round least disturbed by other tenants of
-    this shared 2-core machine (every round is reported on stderr)."""
-    with session() as s:
-        _pipelined(s, 2000)  # warm up
-        rounds = [_pipelined(s, THROUGHPUT_MESSAGES) for _ in range(THROUGHPUT_ROUNDS)]
-    print("rpmsg_msgs_per_s rounds: " + ", ".join(f"{r:.0f}" for r in rounds), file=sys.stderr)
-    return max(rounds)
+    """Best round: the one least disturbed by other tenants of this shared 2-core machine."""
+    return max(r.msgs_per_s for r in _throughput(False))
+
+
+def msgs_per_s_callback() -> float:
+    return max(r.msgs_per_s for r in _throughput(True))
+
+
+def host_cpu_us_per_msg() -> float:
+    """Host CPU per echoed message (median round): what bounds msgs/s on an idle machine."""
+    return sorted(r.host_cpu_us for r in _throughput(False))[THROUGHPUT_ROUNDS // 2]
+
+
+def remote_cpu_us_per_msg() -> float:
+    return sorted(r.remote_cpu_us for r in _throughput(False))[THROUGHPUT_ROUNDS // 2]
 
 
 BENCHMARKS: dict[str, Callable[[], float]] = {
@@ -193,6 +271,9 @@ BENCHMARKS: dict[str, Callable[[], float]] = {
     "rpmsg_rtt_us_p50_496b": rtt_p50_496b,
     "rpmsg_rtt_us_p99_496b": rtt_p99_496b,
     "rpmsg_msgs_per_s": msgs_per_s,
+    "rpmsg_msgs_per_s_callback": msgs_per_s_callback,
+    "rpmsg_host_cpu_us_per_msg": host_cpu_us_per_msg,
+    "rpmsg_remote_cpu_us_per_msg": remote_cpu_us_per_msg,
 }
 
 

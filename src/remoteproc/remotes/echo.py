@@ -87,8 +87,10 @@ def build_table(layout: ShmLayout = DEFAULT_LAYOUT, byteorder: str = NATIVE_BYTE
     return bytes(tb.build())
 
 
-class _PeerGone(Exception):
-    """The host closed the connection while we were waiting on it."""
+class _PeerGone(BaseException):
+    """The host closed the connection while we were waiting on it. A BaseException so it
+    leaves the rpmsg layer's per-callback ``except Exception`` and ends the pass at once (the
+    rings are forgotten right after, so nothing half-done survives)."""
 
 
 class ProcessRemote:
@@ -121,6 +123,10 @@ class ProcessRemote:
         # The vdev body starts after the entry's 4-byte type field.
         (vdev_off,) = struct.unpack_from(self.byteorder + "I", self._table, 16)
         base = layout.rsc_offset + vdev_off + 4
+        # Where the host writes each vring's notify id (fw_rsc_vdev_vring.notifyid), read on
+        # every pass: cheaper than building the table's typed views each time.
+        self._notifyid_at = [base + 24 + 20 * i + 12 for i in (1, 0)]  # rx ring first
+        self._u32 = struct.Struct(self.byteorder + "I")
         self.rpmsg = RpmsgRemote(
             self.shm.view[base : base + len(self._table)],
             pa_to_va=self._pa_to_va,
@@ -168,13 +174,9 @@ class ProcessRemote:
     def _pass(self) -> None:
         """One look at both rings: receive first (vring 1), then buffers returned (vring 0)."""
         rpmsg = self.rpmsg
-        try:
-            rings = rpmsg.vdev.vrings
-            rx_id, tx_id = rings[1].notifyid, rings[0].notifyid
-        except RprocError:
-            rx_id, tx_id = -1, -1
-        rpmsg.on_kick(rx_id)
-        rpmsg.on_kick(tx_id)
+        view, unpack = self.shm.view, self._u32.unpack_from
+        for off in self._notifyid_at:
+            rpmsg.on_kick(unpack(view, off)[0])
 
     # -- serving ---------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -238,7 +240,6 @@ class ProcessRemote:
         if self.unlink_shm:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.shm.path)
-        self.rpmsg = None  # type: ignore[assignment]  # drop ring views before unmapping
         self.shm.close()
 
     def __enter__(self) -> ProcessRemote:
