@@ -5,6 +5,7 @@ type with both recovery flavours, a coredump gdb-multiarch reads, and 32 cores a
 from __future__ import annotations
 
 import re
+import threading
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -341,6 +342,20 @@ def test_rprocd_entry_point_registers_the_default_machine() -> None:
     finally:
         host.close()
         machine.close()
+
+
+def test_close_joins_every_thread_it_started() -> None:
+    before = set(threading.enumerate())
+    host = Host([FW_DIR], panic_hook=False)
+    plat = load_machine(None, host)
+    m4 = plat["m4"].rproc
+    assert m4 is not None
+    wait_until(lambda: m4.state is State.RUNNING, what="auto-boot")
+    started = set(threading.enumerate()) - before
+    assert {"core-m4", "core-m4-early", "vsoc-sched", "vsoc-irq"} <= {t.name for t in started}
+    host.close()
+    plat.close()
+    assert not [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
 def test_platform_refuses_to_prepare_after_close() -> None:

@@ -344,6 +344,13 @@ class EmulatedProcessor:
         for mem in self._memories:
             mem.close()
 
+    def __enter__(self) -> EmulatedProcessor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
 
 class EmulatorPlatform:
     """A virtual SoC: ``EmulatorPlatform(spec)``, ``register(host)``, ``close()``."""
