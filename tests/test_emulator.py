@@ -5,8 +5,8 @@ type with both recovery flavours, a coredump gdb-multiarch reads, and 32 cores a
 from __future__ import annotations
 
 import re
-import threading
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
