@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from remoteproc.core.host import Host
 from remoteproc.platforms.process import ProcessPlatform, echo_command, shm_path
@@ -44,8 +44,7 @@ THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_MESSAGES", "100000"))  # p
 THROUGHPUT_ROUNDS = 3
 
 
-@dataclass
-class Session:
+class Session(NamedTuple):
     platform: ProcessPlatform
     ept: Endpoint
     dst: int
@@ -160,8 +159,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
-class Round:
+class Round(NamedTuple):
     msgs_per_s: float
     host_cpu_us: float  # per echoed message, whole host process
     remote_cpu_us: float  # per echoed message, the remote process
