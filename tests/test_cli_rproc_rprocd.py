@@ -64,3 +64,25 @@ def test_up_reports_a_daemon_that_fails(mount: Path, tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "rprocd exited with status" in r.stderr and "Traceback" not in r.stderr.split("\n")[0]
     assert AbiRoot(mount).mount_type() is None
+
+
+def test_watch_reports_processors_gone_when_rprocd_stops(mount: Path) -> None:
+    assert rproc("up", "--mount", str(mount), "--sim", "m4").returncode == 0
+    watch = subprocess.Popen([sys.executable, "-m", "remoteproc.cli", "watch", "--root",
+                              str(mount)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert watch.stderr is not None and "watching remoteproc0=offline" in \
+            watch.stderr.readline()
+        assert rproc("start", "m4", "--root", str(mount)).returncode == 0
+        assert rproc("down", "--mount", str(mount)).returncode == 0
+        out, err = watch.communicate(timeout=20)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, err
+    lines = [line.split(" ", 1)[1] for line in out.splitlines()]
+    # rprocd stops its processors before it unmounts: "running -> offline" may be seen first
+    assert lines[0] == "remoteproc0 (m4): offline -> running"
+    assert lines[-1] in ("remoteproc0 (m4): running -> gone", "remoteproc0 (m4): offline -> gone")
+    assert len(lines) <= 3
+    assert "Traceback" not in err

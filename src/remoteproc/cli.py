@@ -175,11 +175,16 @@ def _client_errors(fn: Any) -> Any:
             return fn(*args, **kwargs)
         except RprocError as exc:
             _fail(str(exc), 1)
+        except BrokenPipeError:
+            sys.exit(0)
+        except OSError as exc:
+            # the library explains what it expects; this is the rest (e.g. ENOTCONN when a
+            # FUSE server dies under us): still one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}", 1)
         except KeyboardInterrupt:
             click.echo("", err=True)
             sys.exit(130)
-        except BrokenPipeError:
-            sys.exit(0)
 
     return wrapper
 
@@ -458,6 +463,8 @@ def coredump_cmd(proc: str, mode: str | None, fetch: str | None, wait: float, ro
 
 
 def _fetch_with_progress(dump: Any, dest: str) -> int:
+    if not sys.stdout.isatty():
+        return int(dump.save(dest))
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress(*Progress.get_default_columns()[:1], DownloadColumn(), TransferSpeedColumn(),
@@ -580,7 +587,7 @@ def watch_cmd(procs: tuple[str, ...], interval: float, count: int, timeout: floa
             click.echo(f"watching {now}; {watcher.mode}", err=True)
         seen = 0
         deadline = time.monotonic() + timeout if timeout > 0 else None
-        while True:
+        while watcher.states():  # until every watched processor is gone
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break

@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -58,7 +59,9 @@ class _Watched:
         self.state = self.read()
 
     def read(self) -> str:
-        if not self.path.exists():  # the open descriptor may still read a removed file
+        # the open descriptor may still read a removed file; os.path.exists is False also
+        # when the file system itself went away (ENOTCONN: the FUSE server died)
+        if not os.path.exists(self.path):
             return GONE
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)
@@ -75,8 +78,9 @@ class _Watched:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):  # ENOTCONN once the server is gone
+                os.close(fd)
 
 
 class StateWatcher:
