@@ -387,14 +387,18 @@ def test_crash_registers_go_into_this_crash_coredump_only() -> None:
 
 
 def test_host_close_releases_a_recovery_blocked_on_an_inline_dump() -> None:
-    r, log = booted()
+    r, _ = booted()
     coredump.set_elf_info(r.rproc, coredump.ELFCLASS32, 40)
     heap = r.rproc.find_carveout_by_name("heap")
     assert heap is not None
     coredump.add_segment(r.rproc, heap.da, 0x40)
     r.rproc.set_coredump("inline")
     r.sim.crash()
-    log.wait(lambda e: e.kind is EventKind.RECOVERY_START)
+    deadline = time.monotonic() + 5
+    while not r.host.coredump_store.list():  # the recovery now waits for a reader
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert r.rproc.state is State.OFFLINE  # stopped, not restarted: blocked in the dump
     t0 = time.monotonic()
     r.close()  # nobody reads the dump: close must not wait for the 5 minute timeout
     assert time.monotonic() - t0 < 5
@@ -492,3 +496,18 @@ def test_attach_on_recovery_after_a_firmware_boot_reloads() -> None:
         assert "load" in calls and "detach" not in calls
     finally:
         r.close()
+
+
+def test_host_close_racing_a_recovery_that_is_about_to_dump() -> None:
+    r, log = booted()
+    coredump.set_elf_info(r.rproc, coredump.ELFCLASS32, 40)
+    heap = r.rproc.find_carveout_by_name("heap")
+    assert heap is not None
+    coredump.add_segment(r.rproc, heap.da, 0x40)
+    r.rproc.set_coredump("inline")
+    r.sim.crash()
+    log.wait(lambda e: e.kind is EventKind.RECOVERY_START)
+    t0 = time.monotonic()
+    r.close()
+    assert time.monotonic() - t0 < 5
+    assert r.rproc.state is State.DELETED

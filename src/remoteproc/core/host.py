@@ -239,8 +239,12 @@ class Host:
         self.workqueue = WorkQueue("rproc_recovery_wq", max_workers=workers)
         self._lock = threading.Lock()
         self._rprocs: dict[int, Rproc] = {}
-        self._coredump_store = coredump_store
+        # Made now, not on first use: Host.close() must be able to close it while a recovery
+        # is about to block on an inline dump in it.
+        from remoteproc.core.coredump import CoredumpStore
+
         self._own_store = coredump_store is None
+        self._coredump_store: Any = CoredumpStore() if coredump_store is None else coredump_store
         self._closed = False
         self.panic_hook = panic_hook
         if panic_hook:
@@ -258,10 +262,6 @@ class Host:
 
     @property
     def coredump_store(self) -> Any:
-        if self._coredump_store is None:
-            from remoteproc.core.coredump import CoredumpStore
-
-            self._coredump_store = CoredumpStore()
         return self._coredump_store
 
     # -- registry
@@ -391,7 +391,7 @@ class Host:
         _unregister_panic_host(self)
         # The store first: a recovery blocked on an inline dump (holding its processor's
         # lock) is released, so the deletes below cannot wait for the dump timeout.
-        if self._own_store and self._coredump_store is not None:
+        if self._own_store:
             self._coredump_store.close()
         for rproc in reversed(list(self)):
             try:
