@@ -33,7 +33,10 @@ def _load(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(HERE))
+    # dataclasses and pickling look their module up in sys.modules while it executes
+    sys.modules[spec.name] = module
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
     spec.loader.exec_module(module)
     return module
 
