@@ -46,16 +46,14 @@ void vsoc_irq_line_disable(unsigned line)
 
 volatile uint32_t vsoc_wake;
 
-/* Labels inside vsoc_sleep() (startup_m4.c / startup_rv32.S). */
-extern const char vsoc_sleep_begin[], vsoc_sleep_wfi[], vsoc_sleep_end[];
+/* {check, wfi, after the wfi}: addresses inside vsoc_sleep() (startup_m4.c / startup_rv32.S). */
+extern const uint32_t vsoc_sleep_window[3];
 
 uint32_t vsoc_irq_resume_pc(uint32_t pc)
 {
-    uint32_t begin = (uint32_t)(uintptr_t)vsoc_sleep_begin & ~1u;
-    uint32_t wfi = (uint32_t)(uintptr_t)vsoc_sleep_wfi & ~1u;
     vsoc_wake = 1;
-    if (pc >= begin && pc <= wfi)
-        return (uint32_t)(uintptr_t)vsoc_sleep_end & ~1u;
+    if (pc >= (vsoc_sleep_window[0] & ~1u) && pc <= (vsoc_sleep_window[1] & ~1u))
+        return vsoc_sleep_window[2] & ~1u;
     return pc;
 }
 

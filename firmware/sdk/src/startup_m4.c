@@ -103,28 +103,33 @@ __attribute__((noreturn, used)) void vsoc_c_startup(void)
 IRQ_WRAPPER(Mailbox_IRQHandler, vsoc_mailbox_irq)
 IRQ_WRAPPER(Timer_IRQHandler, vsoc_timer_irq)
 
-/* vsoc_sleep(): wfi unless an interrupt was handled since vsoc_sleep_prepare(). The labels
- * delimit the window an interrupt exit skips (vsoc_irq_resume_pc in board.c). */
+/* vsoc_sleep(): wfi unless an interrupt was handled since vsoc_sleep_prepare(). The window an
+ * interrupt exit skips (vsoc_irq_resume_pc in board.c) is published as three addresses in
+ * vsoc_sleep_window; the labels themselves stay local so crash reports say "vsoc_sleep+n". */
 __asm__(
     "    .section .text.vsoc_sleep, \"ax\", %progbits\n"
     "    .global vsoc_sleep\n"
-    "    .global vsoc_sleep_begin\n"
-    "    .global vsoc_sleep_wfi\n"
-    "    .global vsoc_sleep_end\n"
     "    .thumb\n"
     "    .thumb_func\n"
     "    .type vsoc_sleep, %function\n"
     "vsoc_sleep:\n"
-    "vsoc_sleep_begin:\n"
+    ".Lsleep_begin:\n"
     "    ldr r0, =vsoc_wake\n"
     "    ldr r0, [r0]\n"
-    "    cbnz r0, 1f\n"     /* a local label: cbnz cannot take a relocation */
-    "vsoc_sleep_wfi:\n"
+    "    cbnz r0, .Lsleep_end\n"
+    ".Lsleep_wfi:\n"
     "    wfi\n"
-    "vsoc_sleep_end:\n"
-    "1:  bx lr\n"
+    ".Lsleep_end:\n"
+    "    bx lr\n"
     "    .ltorg\n"
     "    .size vsoc_sleep, . - vsoc_sleep\n"
+    "    .section .rodata.vsoc_sleep_window, \"a\", %progbits\n"
+    "    .balign 4\n"
+    "    .global vsoc_sleep_window\n"
+    "    .type vsoc_sleep_window, %object\n"
+    "vsoc_sleep_window:\n"
+    "    .word .Lsleep_begin, .Lsleep_wfi, .Lsleep_end\n"
+    "    .size vsoc_sleep_window, 12\n"
     "    .text\n");
 
 void HardFault_Handler(void)

@@ -91,20 +91,27 @@ vsoc_trap_entry:
     .size vsoc_trap_entry, . - vsoc_trap_entry
 
 /* vsoc_sleep(): wfi unless an interrupt was handled since vsoc_sleep_prepare(); an interrupt
- * that lands between the check and the wfi resumes at vsoc_sleep_end (vsoc_irq_resume_pc). */
+ * that lands between the check and the wfi resumes after the wfi (vsoc_irq_resume_pc). The
+ * window is published in vsoc_sleep_window; the labels stay local so crash reports say
+ * "vsoc_sleep+n". */
     .section .text.vsoc_sleep, "ax", @progbits
     .globl vsoc_sleep
-    .globl vsoc_sleep_begin
-    .globl vsoc_sleep_wfi
-    .globl vsoc_sleep_end
     .type vsoc_sleep, @function
 vsoc_sleep:
-vsoc_sleep_begin:
+.Lsleep_begin:
     lui t0, %hi(vsoc_wake)
     lw t0, %lo(vsoc_wake)(t0)
-    bnez t0, 1f
-vsoc_sleep_wfi:
+    bnez t0, .Lsleep_end
+.Lsleep_wfi:
     wfi
-vsoc_sleep_end:
-1:  ret
+.Lsleep_end:
+    ret
     .size vsoc_sleep, . - vsoc_sleep
+
+    .section .rodata.vsoc_sleep_window, "a", @progbits
+    .balign 4
+    .globl vsoc_sleep_window
+    .type vsoc_sleep_window, @object
+vsoc_sleep_window:
+    .4byte .Lsleep_begin, .Lsleep_wfi, .Lsleep_end
+    .size vsoc_sleep_window, 12
