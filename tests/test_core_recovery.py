@@ -511,3 +511,31 @@ def test_host_close_racing_a_recovery_that_is_about_to_dump() -> None:
     r.close()
     assert time.monotonic() - t0 < 5
     assert r.rproc.state is State.DELETED
+
+
+def test_standalone_close_releases_an_inline_dump() -> None:
+    from remoteproc.core.host import Host
+    from remoteproc.platforms.sim import SimPlatform
+
+    sim = SimPlatform("solo")
+    rp = sim.make_rproc("solo", auto_boot=False)
+    with Host([], panic_hook=False) as h:
+        h.add_firmware("fw", IMG)
+        fw = h.request_firmware("fw")
+    rp.request_firmware = lambda name=None: fw  # type: ignore[method-assign]
+    rp.boot()
+    coredump.set_elf_info(rp, coredump.ELFCLASS32, 40)
+    heap = rp.find_carveout_by_name("heap")
+    assert heap is not None
+    coredump.add_segment(rp, heap.da, 0x40)
+    rp.set_coredump("inline")
+    rp.report_crash()
+    deadline = time.monotonic() + 5
+    while not rp.coredump_store.list():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    rp.close()
+    assert time.monotonic() - t0 < 5
+    assert rp.state is State.DELETED
+    sim.close()

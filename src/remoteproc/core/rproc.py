@@ -190,6 +190,7 @@ class Rproc:
         self.elf_machine = 0
         self.crash_regs: dict[str, object] | None = None
         self._own_coredump_store: Any = None
+        self._store_lock = threading.Lock()  # leaf: guards the lazy creation above
 
         self.iommu_enabled = False
         self._preloaded = False  # running an image we did not load (attached)
@@ -266,13 +267,18 @@ class Rproc:
 
     @property
     def coredump_store(self) -> Any:
-        if self.host is not None:
-            return self.host.coredump_store
-        if self._own_coredump_store is None:
-            from remoteproc.core.coredump import CoredumpStore
+        """The host's store; a standalone processor has its own (closed with it)."""
+        host = self.host
+        if host is not None:
+            return host.coredump_store
+        with self._store_lock:
+            if self._own_coredump_store is None:
+                from remoteproc.core.coredump import CoredumpStore
 
-            self._own_coredump_store = CoredumpStore()
-        return self._own_coredump_store
+                self._own_coredump_store = CoredumpStore()
+                if self._closed:
+                    self._own_coredump_store.close()  # dumps after close are dropped
+            return self._own_coredump_store
 
     def __repr__(self) -> str:
         return f"<Rproc {self.dev_name} {self.name!r} {self._state.sysfs} power={self.power}>"
@@ -930,17 +936,20 @@ class Rproc:
 
     def close(self) -> None:
         """Unregister (if registered) or delete, then stop this processor's own worker."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._store_lock:
+            if self._closed:
+                return
+            self._closed = True
+            store = self._own_coredump_store
+        # The store first, so a recovery blocked on an inline dump lets go of the lock.
+        if store is not None:
+            store.close()
         if self.host is not None:
             self.host.delete(self)
         else:
             self._delete()
         if self._own_wq is not None:
             self._own_wq.close()
-        if self._own_coredump_store is not None:
-            self._own_coredump_store.close()
         if self._own_dispatcher is not None:
             self._own_dispatcher.close()
 
