@@ -443,6 +443,25 @@ def test_attach_on_recovery_waits_for_a_restarted_remote() -> None:
         assert ept.recv(TIMEOUT) == b"back"
 
 
+def test_second_host_is_refused_while_one_is_attached(pair: Pair) -> None:
+    host = Host()
+    intruder = ProcessPlatform("intruder", shm=pair.shm, socket_path=pair.sock, connect_timeout=0.3)
+    try:
+        rproc = intruder.make_rproc(auto_boot=False)
+        host.add(rproc)
+        with pytest.raises(RprocError) as exc:
+            rproc.boot()
+        assert exc.value.errno == errno.ETIMEDOUT
+        rproc.close()
+    finally:
+        host.close()
+        intruder.close()
+    # The first host never noticed.
+    ept, dst = pair.endpoint()
+    ept.sendto(b"still mine", dst)
+    assert ept.recv(TIMEOUT) == b"still mine"
+
+
 def test_attach_fails_cleanly_without_a_remote() -> None:
     shm, sock = unique_names()
     host = Host()

@@ -11,6 +11,8 @@ Rules:
   dfeatures = name service), vrings at 0x4000 and 0x8000 (256 entries, align 0x1000, notify ids
   1 and 2). It is written into the file before the socket listens, so a host whose connect
   succeeds always finds it.
+- One host at a time: the socket listens only while no host is served, so a second host is
+  refused at connect instead of attaching over the first.
 - One thread does everything: it accepts a host, then blocks on the socket; every batch of
   bytes is one pass over both rings (``on_kick`` for each vring's notify id, as read from the
   table, because a byte does not say which vring). Kicks made during a pass leave as one byte.
@@ -137,12 +139,19 @@ class ProcessRemote:
         self.link: KickSocket | None = None
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path)
-        self._listener.bind(socket_path)
-        self._listener.listen(1)
+        self._listener: socket.socket | None = None
+        self._listen()
         self.hosts_served = 0
+
+    def _listen(self) -> None:
+        """Listen on the socket path. Only while no host is served: a second host's connect
+        is refused instead of parking in the backlog and attaching over the first."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        sock.bind(self.socket_path)
+        sock.listen(1)
+        self._listener = sock
 
     # -- memory ----------------------------------------------------------------------------------
     def write_table(self) -> None:
@@ -183,11 +192,16 @@ class ProcessRemote:
         """Accept hosts one after the other until ``stop()`` (or the first one's EOF with
         ``once``)."""
         while not self._stopping.is_set():
-            listen_fd = self._listener.fileno()
-            ready, _, _ = select.select([listen_fd, self._wake_r], [], [])
+            if self._listener is None:
+                self._listen()  # the table was rewritten first: listening promises it
+            listener = self._listener
+            assert listener is not None
+            ready, _, _ = select.select([listener.fileno(), self._wake_r], [], [])
             if self._wake_r in ready or self._stopping.is_set():
                 break
-            conn, _ = self._listener.accept()
+            conn, _ = listener.accept()
+            listener.close()
+            self._listener = None
             self.hosts_served += 1
             log.info("%s: host connected", self.name)
             self.link = KickSocket(conn)
@@ -232,7 +246,9 @@ class ProcessRemote:
     def close(self) -> None:
         self.stop()
         self.rpmsg.close()
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         os.close(self._wake_r)
@@ -309,15 +325,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="echo[%(process)d]: %(message)s",
     )
+    stop_requested = threading.Event()
+    remote: EchoRemote | None = None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+        if remote is not None:
+            remote.stop()
+
+    # Before the socket exists: a supervisor may signal as soon as it sees the socket.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     remote = EchoRemote(
         args.shm, args.socket, service=args.service, once=args.once, unlink_shm=args.unlink_shm
     )
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    if stop_requested.is_set():
         remote.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         remote.serve()
     finally:
