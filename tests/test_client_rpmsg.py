@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import errno
 import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote, echo
 class Rig:
     root: AbiRoot
     svc: RemoteEndpoint
+    pair: RpmsgPair
 
 
 @pytest.fixture
@@ -58,7 +61,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         pair.start()
         stack.enter_context(Mount(tree.root, mnt))
         assert wait_until(lambda: "rpmsg0" in os.listdir(mnt / "dev"))
-        yield Rig(AbiRoot(mnt), svc[0])
+        yield Rig(AbiRoot(mnt), svc[0], pair)
 
 
 def test_discovery(rig: Rig) -> None:
@@ -142,3 +145,23 @@ def test_no_ctrl_device_is_explained(tmp_path: Path) -> None:
     with pytest.raises(RprocError) as e:
         RpmsgCtrl(AbiRoot(tmp_path), 0)
     assert e.value.errno == errno.ENOENT and "CONFIG_RPMSG_CTRL" in str(e.value)
+
+
+def test_send_waits_for_a_tx_buffer(rig: Rig) -> None:
+    """A busy remote holds every TX buffer: send waits (POLLOUT) and times out with a reason,
+    then goes through as soon as the remote returns buffers."""
+    [dev] = [d for d in endpoint_devices(rig.root) if d.name == "rpmsg-raw"]
+    with dev.open() as ept:
+        rig.pair.pause_remote()
+        sent = 0
+        with pytest.raises(RprocError) as e:
+            for _ in range(1000):
+                ept.send(b"fill", timeout=0.3)
+                sent += 1
+        assert e.value.errno == errno.ETIMEDOUT and "no free rpmsg buffer" in str(e.value)
+        assert 0 < sent < 1000
+        t0 = time.monotonic()
+        threading.Timer(0.2, rig.pair.resume_remote).start()
+        ept.send(b"last", timeout=5)
+        assert 0.15 < time.monotonic() - t0 < 3
+        assert ept.recv(5) == b"fill"  # the remote works through the backlog

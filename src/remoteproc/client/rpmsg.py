@@ -267,24 +267,23 @@ class Endpoint:
             return explain(exc, self.path, doing)
         return RprocError(code, text, file=str(self.path))
 
-    def _wait(self, events: int, timeout: float | None, doing: str) -> None:
+    def _wait(self, events: int, deadline: float | None, what: str) -> None:
+        """poll() for ``events`` until ready or ``deadline`` (monotonic); ETIMEDOUT names
+        ``what`` did not happen. Slices of at most a second keep a missed wake-up harmless."""
         poller = select.poll()
         poller.register(self.fileno(), events | select.POLLERR | select.POLLHUP)
-        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            step = 1000 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            ready = poller.poll(min(step, 1000))
-            if ready:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise RprocError(errno.ETIMEDOUT, what, file=str(self.path))
+            if poller.poll(int(min(left, 1.0) * 1000) or 1):
                 return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise RprocError(errno.ETIMEDOUT, f"no message within {timeout:g} s"
-                                 if doing == "receive" else f"could not {doing} within "
-                                 f"{timeout:g} s", file=str(self.path))
 
     # -- blocking I/O
 
     def send(self, data: bytes, timeout: float | None = 15.0) -> None:
-        """Send one message to the endpoint's ``dst`` (at most 496 bytes)."""
+        """Send one message to the endpoint's ``dst`` (at most 496 bytes), waiting up to
+        ``timeout`` seconds for a free TX buffer."""
         if len(data) > RPMSG_MTU:
             raise RprocError(errno.EMSGSIZE, f"message of {len(data)} bytes: rpmsg carries at "
                              f"most {RPMSG_MTU}", file=str(self.path))
@@ -294,22 +293,20 @@ class Endpoint:
                 os.write(self.fileno(), data)
                 return
             except BlockingIOError:
-                # No free TX buffer (trysend's ENOMEM): retry shortly; poll() cannot help, the
-                # transport reports POLLOUT whether or not a buffer is free.
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise RprocError(errno.ETIMEDOUT, "no free rpmsg buffer within "
-                                     f"{timeout:g} s", file=str(self.path)) from None
-                time.sleep(0.002)
+                # no free TX buffer (trysend's ENOMEM): POLLOUT says when one is back
+                self._wait(select.POLLOUT, deadline, f"no free rpmsg buffer within {timeout} s")
             except OSError as exc:
                 raise self._error(exc, "send") from None
 
     def recv(self, timeout: float | None = None, size: int = RPMSG_MTU) -> bytes:
         """The next message (one ``read()``); ETIMEDOUT after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 return os.read(self.fileno(), size)
             except BlockingIOError:
-                self._wait(select.POLLIN, timeout, "receive")
+                self._wait(select.POLLIN, deadline, f"no message within {timeout:g} s"
+                           if timeout is not None else "no message")
             except OSError as exc:
                 raise self._error(exc, "receive") from None
 
@@ -354,15 +351,25 @@ class Endpoint:
                              f"most {RPMSG_MTU}", file=str(self.path))
         import asyncio
 
+        loop = asyncio.get_running_loop()
         fd = self.fileno()
         while True:
             try:
                 os.write(fd, data)
                 return
             except BlockingIOError:
-                await asyncio.sleep(0.002)  # no free TX buffer yet (see send)
+                pass  # no free TX buffer yet: wait for POLLOUT (see send)
             except OSError as exc:
                 raise self._error(exc, "send") from None
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, _set_done, ready)
+            try:
+                # bounded, so a wake-up the transport never sends cannot hang the task
+                await asyncio.wait_for(asyncio.shield(ready), 0.05)
+            except TimeoutError:
+                pass
+            finally:
+                loop.remove_writer(fd)
 
     # -- lifetime
 
