@@ -15,7 +15,6 @@ Rules:
 from __future__ import annotations
 
 import errno as _errno
-import os
 from dataclasses import dataclass, field
 
 __all__ = ["ERESTARTSYS", "Finding", "RprocError", "errno_name"]
