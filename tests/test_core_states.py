@@ -109,3 +109,14 @@ def test_crash_types() -> None:
     assert CrashType.parse(9) == 9
     with pytest.raises(RprocError):
         CrashType.parse("meltdown")
+
+
+def test_dispatch_predicates() -> None:
+    assert states.INITIAL_STATES == {State.OFFLINE, State.DETACHED}
+    assert {s for s in State if states.can_stop(s)} == {
+        State.RUNNING,
+        State.ATTACHED,
+        State.CRASHED,
+    }
+    assert {s for s in State if states.recovery_applies(s)} == {State.CRASHED}
+    assert {s for s in State if states.is_up(s)} == {State.RUNNING, State.ATTACHED}

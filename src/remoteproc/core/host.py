@@ -43,7 +43,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from remoteproc.core.events import Dispatcher, EventBus, EventKind
-from remoteproc.core.states import State
+from remoteproc.core.states import INITIAL_STATES, State
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
@@ -294,6 +294,8 @@ class Host:
     @staticmethod
     def _validate(rproc: Rproc) -> None:
         st = rproc.state
+        if st not in INITIAL_STATES:
+            raise RprocError(errno.EINVAL, f"invalid initial state {st.sysfs}")
         if st is State.OFFLINE and rproc.ops.start is not None:
             return
         if st is State.DETACHED and rproc.ops.attach is not None and rproc.cached_table is None:

@@ -238,17 +238,9 @@ class Rproc:
         """A platform may mark a core DETACHED (or back OFFLINE) before registering it, as a
         kernel driver sets ``rproc->state`` before ``rproc_add``; afterwards only the state
         machine changes it (EBUSY)."""
-        if (
-            self.host is not None
-            or self.power
-            or self._state
-            not in (
-                State.OFFLINE,
-                State.DETACHED,
-            )
-        ):
+        if self.host is not None or self.power or self._state not in states.INITIAL_STATES:
             raise RprocError(errno.EBUSY, "state can only be set before registration")
-        if value not in (State.OFFLINE, State.DETACHED):
+        if value not in states.INITIAL_STATES:
             raise RprocError(errno.EINVAL, "initial state must be offline or detached")
         self._state = State(value)
 
@@ -811,10 +803,10 @@ class Rproc:
     def _crash_handler_work(self) -> None:
         """``rproc_crash_handler_work``."""
         with self._locked():
-            if self._state is State.CRASHED:
-                return  # only the first crash is handled
             if not states.crash_is_handled(self._state):
-                return  # stopped (or detached/deleted): nothing to recover
+                # Already CRASHED: only the first crash is handled. OFFLINE (or DETACHED,
+                # DELETED): nothing of ours runs, nothing to recover.
+                return
             self._set_state(Cause.CRASH)
             self.crash_cnt += 1
             log.error("%s: handling crash #%d in %s", self.dev_name, self.crash_cnt, self.name)
@@ -828,7 +820,7 @@ class Rproc:
     def trigger_recovery(self, *, cancel: threading.Event | None = None) -> None:
         """``rproc_trigger_recovery``: recover if CRASHED, else do nothing."""
         with self._locked(cancel):
-            if self._state is not State.CRASHED:
+            if not states.recovery_applies(self._state):
                 return
             dev = self.dev_name
             log.info("%s: recovering %s", dev, self.name)
@@ -922,7 +914,7 @@ class Rproc:
     def _delete(self) -> None:
         """``rproc_del``: stop whatever runs (DIFF: whatever the power count), mark DELETED."""
         with self._locked():
-            if self._state in (State.RUNNING, State.ATTACHED, State.CRASHED):
+            if states.can_stop(self._state):
                 try:
                     self._stop(crashed=self._state is State.CRASHED)
                 except RprocError as exc:

@@ -26,12 +26,14 @@ from types import MappingProxyType
 from remoteproc.errors import RprocError
 
 __all__ = [
+    "INITIAL_STATES",
     "TRANSITIONS",
     "Cause",
     "CrashType",
     "Feature",
     "IllegalTransition",
     "State",
+    "can_stop",
     "check_boot",
     "check_coredump_config",
     "check_detach",
@@ -40,6 +42,7 @@ __all__ = [
     "crash_is_handled",
     "crash_type_name",
     "is_up",
+    "recovery_applies",
     "state_string",
     "transition",
 ]
@@ -123,6 +126,24 @@ def transition(state: State, cause: Cause) -> State:
         raise IllegalTransition(state, cause) from None
 
 
+# What a platform may register a processor in (``rproc_validate``; DETACHED: started by a boot
+# loader).
+INITIAL_STATES = frozenset({State.OFFLINE, State.DETACHED})
+
+# States holding resources that a shutdown (or a delete) must stop. DIFF: CRASHED included.
+_STOPPABLE = frozenset({State.RUNNING, State.ATTACHED, State.CRASHED})
+
+
+def can_stop(state: State) -> bool:
+    """Whether the processor holds a running (or crashed) image that ``shutdown`` stops."""
+    return state in _STOPPABLE
+
+
+def recovery_applies(state: State) -> bool:
+    """``rproc_trigger_recovery`` acts only on a CRASHED processor (else a silent no-op)."""
+    return state is State.CRASHED
+
+
 def is_up(state: State) -> bool:
     """States in which the processor runs code we are responsible for (panic hook, coredump)."""
     return state in (State.RUNNING, State.ATTACHED)
@@ -140,7 +161,7 @@ def check_boot(state: State, name: str) -> None:
 def check_shutdown(state: State) -> None:
     """``rproc_shutdown`` step 2: only RUNNING/ATTACHED, plus CRASHED (DIFF: the kernel refuses
     a crashed processor, which leaves it stuck when recovery is disabled)."""
-    if state not in (State.RUNNING, State.ATTACHED, State.CRASHED):
+    if not can_stop(state):
         raise RprocError(errno.EINVAL, f"can't stop rproc in state {state_string(state)}")
 
 
