@@ -112,7 +112,7 @@ def test_crash_types() -> None:
 
 
 def test_dispatch_predicates() -> None:
-    assert states.INITIAL_STATES == {State.OFFLINE, State.DETACHED}
+    assert {State.OFFLINE, State.DETACHED} == states.INITIAL_STATES
     assert {s for s in State if states.can_stop(s)} == {
         State.RUNNING,
         State.ATTACHED,
