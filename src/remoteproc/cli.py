@@ -37,7 +37,15 @@ def _load_firmware(path: str) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rproc")
-def main() -> None:
+@click.option(
+    "--root",
+    "group_root",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the ABI lives for every command (/ on a board, rprocd's mount point); "
+    "the same as each command's --root or RPROC_ROOT.",
+)
+def main(group_root: str | None) -> None:
     """Drive remote processors the way Linux's remoteproc does.
 
     \b
@@ -58,6 +66,12 @@ def main() -> None:
       rproc trace P [-f]          rproc crash P TYPE        rproc watch
       rproc rpmsg send|listen|bench|list
     """
+    if group_root is not None:
+        # Each command reads its root from --root, then RPROC_ROOT: `rproc --root X cmd` feeds
+        # the second, so a --root given after the command still wins.
+        import os
+
+        os.environ["RPROC_ROOT"] = group_root
 
 
 @main.group()
