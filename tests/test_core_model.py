@@ -188,3 +188,82 @@ def test_model_known_sequences() -> None:
         False,
         False,
     )
+
+
+FAIL_STEPS = [
+    "prepare",
+    "parse_fw",
+    "load",
+    "find_loaded_rsc_table",
+    "start",
+    "stop",
+    "attach",
+    "detach",
+    "get_loaded_rsc_table",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(OPS), st.sampled_from(FAIL_STEPS).map(lambda s: "fail:" + s)),
+        max_size=30,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_invariants_hold_with_failures_anywhere(ops: list[str], detached: bool, aor: bool) -> None:
+    """With failures injected at any op, the model cannot predict everything, but these hold:
+    power is 0 exactly when nothing runs, a down processor holds nothing, every failure is an
+    RprocError with a kernel errno, and the processor can always be brought down and up again."""
+    features = [Feature.ATTACH_ON_RECOVERY] if aor else []
+    r = rig(
+        IMG,
+        state=State.DETACHED if detached else State.OFFLINE,
+        preload=IMG if detached else None,
+        features=features,
+    )
+    rp = r.rproc
+    down = (State.OFFLINE, State.DETACHED)
+    try:
+        for op in ops:
+            try:
+                if op.startswith("fail:"):
+                    r.sim.fail_at(op[5:], errno.EIO)
+                elif op == "boot":
+                    rp.boot()
+                elif op == "shutdown":
+                    rp.shutdown()
+                elif op == "detach":
+                    rp.detach()
+                elif op == "crash":
+                    rp.report_crash()
+                    assert r.host.workqueue.flush(10)
+                elif op == "recover":
+                    rp.trigger_recovery()
+                elif op in ("fw_ok", "fw_missing"):
+                    rp.set_firmware("rproc-m4-fw" if op == "fw_ok" else "nope")
+                elif op == "rm_file":
+                    r.host.builtin_firmware.pop("rproc-m4-fw", None)
+                elif op == "add_file":
+                    r.host.add_firmware("rproc-m4-fw", IMG)
+                elif op in ("disable", "enable"):
+                    rp.recovery_disabled = op == "disable"
+            except RprocError as exc:
+                assert exc.errno in (errno.EINVAL, errno.EBUSY, errno.ENOENT, errno.EIO), exc
+            assert (rp.power == 0) == (rp.state in down), (op, rp)
+            if rp.state in down:
+                assert rp.carveouts == [] and rp.table_ptr is None and rp.notifyids == {}
+                assert r.sim.dma.allocations == 0
+        # Whatever happened, the processor can be brought down and started again.
+        r.sim.clear_failures()
+        for _ in range(rp.power):
+            rp.shutdown()
+        assert rp.state in down and rp.power == 0
+        r.host.add_firmware("rproc-m4-fw", IMG)
+        if rp.state is State.OFFLINE:
+            rp.set_firmware("rproc-m4-fw")
+        rp.boot()
+        assert rp.state in (State.RUNNING, State.ATTACHED)
+    finally:
+        r.close()
