@@ -503,3 +503,80 @@ def test_remote_exits_on_sigterm_and_removes_its_socket() -> None:
     finally:
         stop_proc(proc)
         cleanup_names(shm, sock)
+
+
+# -- pieces on their own ---------------------------------------------------------------------
+
+
+def test_table_size_counts_every_known_entry_and_stops_at_unknown_ones() -> None:
+    from remoteproc.core.rsc_table import TableBuilder
+
+    tb = TableBuilder(NATIVE_BYTEORDER)
+    tb.add_carveout(0x1000, 0x1000, 0x1000, name="text")
+    tb.add_trace(0x2000, 0x100, name="trace0")
+    tb.add_vdev(7, 0, 1, config=b"\x01\x02\x03", vrings=[(0x4000, 0x1000, 16, 0, 0)])
+    table = bytes(tb.build())
+    region = memoryview(bytearray(table) + bytes(100))
+    assert loaded_table_size(region) == len(table)
+    tb.add_vendor(200, b"\0" * 8)
+    with_vendor = bytes(tb.build())
+    region = memoryview(bytearray(with_vendor) + bytes(100))
+    # A vendor entry's size is not in the header: the table may use the whole region.
+    assert loaded_table_size(region) == len(region)
+
+
+def test_host_refuses_a_missing_or_short_shm_file(tmp_path: Path) -> None:
+    from remoteproc.platforms.process import ShmFile
+
+    with pytest.raises(RprocError) as exc:
+        ShmFile(str(tmp_path / "absent.shm"), 0x1000, create=False)
+    assert exc.value.errno == errno.ENOENT
+    short = tmp_path / "short.shm"
+    short.write_bytes(bytes(0x800))
+    with pytest.raises(RprocError) as exc:
+        ShmFile(str(short), 0x1000, create=False)
+    assert exc.value.errno == errno.EINVAL
+    with ShmFile(str(short), 0x1000, create=True) as shm:  # the remote's side grows it
+        assert len(shm.view) == 0x1000
+    assert short.stat().st_size == 0x1000
+
+
+def test_device_addresses_are_file_offsets(pair: Pair) -> None:
+    rproc = pair.rproc
+    view = rproc.da_to_va(0, 16)
+    assert view is not None and bytes(view) == bytes(build_table()[:16])
+    assert rproc.da_to_va(0x80000 - 4, 4) is not None
+    assert rproc.da_to_va(0x80000 - 4, 8) is None
+    assert rproc.da_to_va(0x80000, 1) is None
+
+
+def test_kick_socket_holds_kicks_during_a_pass() -> None:
+    import socket as socket_mod
+
+    from remoteproc.platforms.process import KickSocket
+
+    a, b = socket_mod.socketpair()
+    try:
+        link = KickSocket(a, batch=8)
+        link.kick()
+        assert b.recv(16) == b"\x01"  # outside a pass: at once
+        link.begin()
+        for _ in range(3):
+            link.kick()
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(16)
+        link.end()  # the three leave as one byte
+        assert b.recv(16) == b"\x01"
+        link.begin()
+        for _ in range(8):
+            link.kick()  # the eighth goes out without waiting for the end of the pass
+        assert b.recv(16) == b"\x01"
+        link.end()
+        with pytest.raises(BlockingIOError):
+            b.recv(16)
+        assert link.kicks_sent == 3
+        b.close()
+        assert not link.wait()  # EOF
+    finally:
+        a.close()
