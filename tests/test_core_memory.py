@@ -137,3 +137,22 @@ def test_check_carveout_da(
     assert ei.value.errno == errno.EINVAL
     if msg:
         assert msg in ei.value.message
+
+
+def test_da_to_va_falls_back_to_carveouts_when_the_platform_op_has_no_mapping() -> None:
+    # §4.3: rproc_da_to_va uses the op's result only when it is non-NULL, else walks carveouts.
+    from remoteproc.core.ops import RprocOps
+    from remoteproc.core.rproc import Rproc
+
+    own = bytearray(0x100)
+    carve = bytearray(0x100)
+
+    def platform_view(rproc: object, da: int, n: int) -> memoryview | None:
+        return memoryview(own)[da : da + n] if da + n <= len(own) else None
+
+    rp = Rproc("fallback", RprocOps(start=lambda r: None, da_to_va=platform_view), auto_boot=False)
+    rp.add_carveout(MemEntry("carve", 0x1000, len(carve), va=memoryview(carve)))
+    rp.da_to_va(0x10, 4)[:] = b"plat"  # type: ignore[index]
+    rp.da_to_va(0x1010, 4)[:] = b"walk"  # type: ignore[index]
+    assert own[0x10:0x14] == b"plat" and carve[0x10:0x14] == b"walk"
+    assert rp.da_to_va(0x5000, 4) is None

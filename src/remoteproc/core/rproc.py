@@ -331,9 +331,12 @@ class Rproc:
     # ---- memory ---------------------------------------------------------------------------------
 
     def da_to_va(self, da: int, n: int) -> memoryview | None:
-        """``rproc_da_to_va``: the platform's translation if it has one, else the carveouts."""
+        """``rproc_da_to_va``: the platform's translation when it has one for ``da``, else the
+        carveouts (the kernel falls back to the walk when the op returns NULL, §4.3)."""
         if self.ops.da_to_va is not None:
-            return self.ops.da_to_va(self, da, n)
+            view = self.ops.da_to_va(self, da, n)
+            if view is not None:
+                return view
         return walk_da(list(self.carveouts), da, n)
 
     def pa_to_va(self, pa: int, n: int) -> memoryview | None:
