@@ -171,12 +171,14 @@ class Soc:
 
 
 @contextlib.contextmanager
-def emulated(arch: str, firmware: str = "rpmsg-echo", recovery: str = "reload") -> Iterator[Soc]:
-    """One core of ``arch`` booting ``<firmware>-<arch>.elf`` (auto-boot), channels up."""
+def emulated(arch: str, firmware: str = "rpmsg-echo", recovery: str = "reload",
+             boot: str = "auto") -> Iterator[Soc]:
+    """One core of ``arch`` running ``<firmware>-<arch>.elf``, channels up: booted by the host
+    (``boot="auto"``) or started by the boot loader and attached to (``"preloaded"``)."""
     image = f"{firmware}-{arch}.elf"
     assert (FW_DIR / image).is_file(), f"{image} is not built (firmware/examples)"
     host = Host([FW_DIR], panic_hook=False)
-    plat = EmulatorPlatform(parse_machine(machine([("c", CPUS[arch], "auto", image, recovery)])))
+    plat = EmulatorPlatform(parse_machine(machine([("c", CPUS[arch], boot, image, recovery)])))
     proc = plat["c"]
     buses = BusLog(lambda: proc.rproc)
     events = EventLog()
@@ -188,7 +190,7 @@ def emulated(arch: str, firmware: str = "rpmsg-echo", recovery: str = "reload") 
         assert rproc is not None
         soc = Soc(host, plat, proc, rproc, buses, events)
         soc.wait_channels()
-        assert rproc.state is State.RUNNING
+        assert rproc.state is (State.ATTACHED if boot == "preloaded" else State.RUNNING)
         yield soc
         for ept in soc._epts:
             if ept.alive:
@@ -333,6 +335,33 @@ def test_stop_destroys_the_channels_and_boot_recreates_them(arch: str) -> None:
         assert soc.echo(b"after the stop") == b"after the stop"
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+def test_detach_destroys_the_channels_and_attach_recreates_them(arch: str) -> None:
+    """A core the boot loader started: the host attached to it. Detach leaves the firmware
+    running but takes the bus down (listeners told, DETACHED event); attaching again makes the
+    firmware announce its channels on the new vrings."""
+    with emulated(arch, "detachable", recovery="attach", boot="preloaded") as soc:
+        bus = soc.bus
+        assert soc.echo(b"attached") == b"attached"
+        mark = soc.buses.mark()
+        ev_mark = len(soc.events.events)
+        soc.rproc.detach()
+        assert soc.rproc.state is State.DETACHED
+        assert soc.proc.core.running  # the firmware keeps running
+        assert soc.buses.since(mark)[-1] == ("-bus", bus.name, 0)
+        assert soc.buses.since(mark)[:3] == echo_channels_removed()
+        assert not soc.channels_up() and bus.channels() == []
+        mark = soc.buses.mark()
+        soc.rproc.boot()  # attach again
+        assert soc.rproc.state in (State.ATTACHED,)  # (mypy narrowed it to DETACHED)
+        soc.wait_channels()
+        soc.buses.wait_for([("+bus", "*", 0), *echo_channels_added()], mark)
+        kinds = _kinds(soc.events.events[ev_mark:])
+        assert EventKind.DETACHED in kinds and EventKind.ATTACHED in kinds, kinds
+        assert kinds.index(EventKind.DETACHED) < kinds.index(EventKind.ATTACHED)
+        assert soc.echo(b"attached again", "rpmsg-tty") == b"attached again"
+
+
 # ---- a sender that runs out of TX buffers --------------------------------------------------------
 
 
@@ -393,6 +422,38 @@ def test_sender_blocks_while_every_tx_buffer_is_in_flight(arch: str) -> None:
         assert ept.recv(5) == b"the blocked one"
         assert _sent_count(bus, start) == TX_BUFFERS + 1
         assert ept.pending() == 0
+
+
+def test_stop_wakes_a_sender_blocked_on_tx_buffers() -> None:
+    """The firmware computes, the host's TX buffers are all out and a sender waits: stopping
+    the processor wakes it with EPIPE at once instead of after the 15 s send timeout."""
+    with emulated("m4") as soc:
+        bus = soc.bus
+        ept = soc.ept()
+        ept.send(f"bench {4 * BENCH_ITERATIONS}".encode(), timeout=5)  # several seconds
+        for i in range(TX_BUFFERS - 1):
+            ept.send(struct.pack("<I", i), timeout=5)
+        assert not bus.tx_ready()
+        woke: list[int] = []
+
+        def sender() -> None:
+            try:
+                ept.send(b"never sent", timeout=30)
+            except RprocError as exc:
+                woke.append(exc.errno)
+
+        t = threading.Thread(target=sender)
+        t.start()
+        wait_until(lambda: bus._tx_waiters == 1, 5, "the sender to wait")
+        t0 = time.monotonic()
+        soc.rproc.shutdown()  # halts the core in the middle of its loop
+        t.join(5)
+        assert not t.is_alive() and woke == [errno.EPIPE]
+        assert time.monotonic() - t0 < 5
+        assert soc.rproc.state is State.OFFLINE
+        soc.rproc.boot()
+        soc.wait_channels()
+        assert soc.echo(b"fresh start") == b"fresh start"
 
 
 # ---- crashes and recovery ----------------------------------------------------------------------
