@@ -110,12 +110,14 @@ class ProcessRemote:
         *,
         layout: ShmLayout = DEFAULT_LAYOUT,
         once: bool = False,
+        kick_batch: int = 8,
         name: str = "remote",
         unlink_shm: bool = False,
     ) -> None:
         self.layout = layout
         self.socket_path = socket_path
         self.once = once
+        self.kick_batch = kick_batch
         self.name = name
         self.unlink_shm = unlink_shm
         self.byteorder = NATIVE_BYTEORDER
@@ -204,7 +206,7 @@ class ProcessRemote:
             self._listener = None
             self.hosts_served += 1
             log.info("%s: host connected", self.name)
-            self.link = KickSocket(conn)
+            self.link = KickSocket(conn, batch=self.kick_batch)
             try:
                 self._serve_host(self.link)
             finally:
@@ -319,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service", default=ECHO_SERVICE, help="name announced to the host")
     parser.add_argument("--once", action="store_true", help="exit when the first host disconnects")
     parser.add_argument("--unlink-shm", action="store_true", help="remove the shm file on exit")
+    parser.add_argument(
+        "--kick-batch",
+        type=int,
+        default=8,
+        help="while busy, kick the host at least every N messages",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -337,7 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     remote = EchoRemote(
-        args.shm, args.socket, service=args.service, once=args.once, unlink_shm=args.unlink_shm
+        args.shm,
+        args.socket,
+        service=args.service,
+        once=args.once,
+        unlink_shm=args.unlink_shm,
+        kick_batch=args.kick_batch,
     )
     if stop_requested.is_set():
         remote.stop()
