@@ -44,6 +44,9 @@ Rules (host side):
   (SIGTERM, then SIGKILL), ``close`` reaps it. Without a command, ``start`` waits up to
   ``connect_timeout`` for someone else to bring a remote back, and ``stop`` only disconnects (a
   process we do not own cannot be powered off).
+- The file is mapped once per attach (in ``prepare``) and must stay the same file while the
+  processor is up: a remote restarted by recovery has to reopen it, not unlink and recreate it
+  (OpenAMP's libmetal and our Python remote both reopen it).
 - Threads: exactly one, the reader, owned by the platform; ``detach``/``stop``/``close`` stop and
   join it. It never takes the processor's lock; it calls only ``vq_interrupt`` and
   ``report_crash``, which are safe from any thread.
