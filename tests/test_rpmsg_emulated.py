@@ -559,6 +559,57 @@ def test_every_crash_in_a_row_then_stop_and_start(arch: str) -> None:
         assert soc.echo(b"last") == b"last"
 
 
+@pytest.mark.parametrize(("arch", "crash"), [("m4", "wdog"), ("m4", "abort"), ("rv32", "mmu"),
+                                           ("rv32", "udf")])
+def test_crash_under_traffic_wakes_everyone_and_recovers(arch: str, crash: str) -> None:
+    """Three endpoints stream to the firmware (a sender and a reader each) when it crashes:
+    every sender and reader wakes with EPIPE, each reader got an in-order, duplicate-free
+    prefix of what its sender sent (what was in flight is lost with the crashed bus), and the
+    recovered firmware echoes again."""
+    with emulated(arch, "crash") as soc:
+        epts = [soc.ept("rpmsg-raw") for _ in range(3)]
+        sent = [0] * len(epts)
+        got: list[list[int]] = [[] for _ in epts]
+        ends: list[tuple[str, int, int]] = []
+        lock = threading.Lock()
+
+        def sender(k: int) -> None:
+            try:
+                while True:
+                    epts[k].send(struct.pack("<I", sent[k]) + bytes(60), timeout=15)
+                    sent[k] += 1
+            except RprocError as exc:
+                with lock:
+                    ends.append(("send", k, exc.errno))
+
+        def reader(k: int) -> None:
+            try:
+                while True:
+                    got[k].append(struct.unpack_from("<I", epts[k].recv(15))[0])
+            except RprocError as exc:
+                with lock:
+                    ends.append(("recv", k, exc.errno))
+
+        threads = [threading.Thread(target=f, args=(k,)) for k in range(len(epts))
+                   for f in (sender, reader)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: min(len(g) for g in got) >= 100, 10, "traffic")
+        soc.ept("rpmsg-tty").send(f"crash {crash}".encode(), timeout=15)
+        soc.events.wait(lambda e: e.kind is EventKind.RECOVERY_DONE, 20)
+        for t in threads:
+            t.join(15)
+        assert not [t for t in threads if t.is_alive()]
+        assert sorted(ends) == sorted([(op, k, errno.EPIPE) for k in range(len(epts))
+                                       for op in ("send", "recv")])
+        for k in range(len(epts)):
+            assert got[k] == list(range(len(got[k]))), f"endpoint {k}: not an in-order prefix"
+            assert 100 <= len(got[k]) <= sent[k]
+        soc.wait_channels()
+        assert soc.rproc.crash_cnt == 1
+        assert soc.echo(b"after the storm") == b"after the storm"
+
+
 # ---- flood -------------------------------------------------------------------------------------
 
 SEQ = struct.Struct("<IQ")  # (stream number, sequence number)
