@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from remoteproc.client import uapi
+from remoteproc import uapi
 from remoteproc.client.root import AbiRoot, owner_rproc
 from remoteproc.client.rpmsg import channels, endpoint_devices, format_addr
 from remoteproc.client.rproc import parse_crash_type

@@ -27,6 +27,7 @@ from remoteproc.abi.node import File, Handle, Request
 from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
+from remoteproc.uapi import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
 
 __all__ = [
     "RPROC_GET_SHUTDOWN_ON_RELEASE",
@@ -37,8 +38,6 @@ __all__ = [
 
 log = logging.getLogger("remoteproc.abi")
 
-RPROC_SET_SHUTDOWN_ON_RELEASE = 0x4004B701
-RPROC_GET_SHUTDOWN_ON_RELEASE = 0x8004B702
 _S32 = struct.Struct("<i")
 
 

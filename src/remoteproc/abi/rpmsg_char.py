@@ -62,6 +62,16 @@ from remoteproc.rpmsg.core import RpmsgDriver, RpmsgListener, registry
 from remoteproc.rpmsg.endpoint import Channel, Endpoint, addr_str
 from remoteproc.rpmsg.virtio_rpmsg_bus import DEFAULT_TX_TIMEOUT, RpmsgBus
 from remoteproc.rpmsg.wire import RPMSG_ADDR_ANY
+from remoteproc.uapi import (
+    ENDPOINT_INFO,
+    RPMSG_CREATE_DEV_IOCTL,
+    RPMSG_CREATE_EPT_IOCTL,
+    RPMSG_DESTROY_EPT_IOCTL,
+    RPMSG_GET_OUTGOING_FLOWCONTROL,
+    RPMSG_RELEASE_DEV_IOCTL,
+    RPMSG_SET_INCOMING_FLOWCONTROL,
+    EndpointInfo,
+)
 
 __all__ = [
     "RPMSG_CREATE_DEV_IOCTL",
@@ -78,14 +88,6 @@ __all__ = [
 
 log = logging.getLogger("remoteproc.abi")
 
-RPMSG_CREATE_EPT_IOCTL = 0x4028B501
-RPMSG_DESTROY_EPT_IOCTL = 0x0000B502
-RPMSG_CREATE_DEV_IOCTL = 0x4028B503
-RPMSG_RELEASE_DEV_IOCTL = 0x4028B504
-RPMSG_GET_OUTGOING_FLOWCONTROL = 0x8004B505
-RPMSG_SET_INCOMING_FLOWCONTROL = 0x8004B506
-
-_EPTINFO = struct.Struct("<32sII")  # struct rpmsg_endpoint_info (host order: x86/arm LE)
 _TX_POLL = 0.01  # seconds between checks for a free TX buffer while someone polls POLLOUT
 _SEND_SLICE = 0.25  # seconds per wait for a TX buffer before re-checking for a signal
 
@@ -93,13 +95,13 @@ CHRDEV_NAMES = ("rpmsg-raw", "rpmsg_chrdev")
 
 
 def pack_endpoint_info(name: str, src: int = RPMSG_ADDR_ANY, dst: int = RPMSG_ADDR_ANY) -> bytes:
-    return _EPTINFO.pack(name.encode()[:32], src, dst)
+    return EndpointInfo(name, src, dst).pack()
 
 
 def _unpack_endpoint_info(data: bytes) -> tuple[str, int, int]:
-    if len(data) < _EPTINFO.size:
+    if len(data) < ENDPOINT_INFO.size:
         raise RprocError(errno.EFAULT, "short rpmsg_endpoint_info")
-    raw, src, dst = _EPTINFO.unpack_from(data)
+    raw, src, dst = ENDPOINT_INFO.unpack_from(data)
     raw = raw[:31].split(b"\0", 1)[0]  # name[31] = 0, then a C string
     return raw.decode("utf-8", "surrogateescape"), src, dst
 

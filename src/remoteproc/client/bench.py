@@ -15,8 +15,8 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
-from remoteproc.client.uapi import RPMSG_MTU
 from remoteproc.errors import RprocError
+from remoteproc.uapi import RPMSG_MTU
 
 if TYPE_CHECKING:
     from remoteproc.client.rpmsg import Endpoint

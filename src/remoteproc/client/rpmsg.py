@@ -33,7 +33,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from remoteproc.client.root import AbiRoot, explain, owner_rproc
-from remoteproc.client.uapi import (
+from remoteproc.errors import RprocError
+from remoteproc.uapi import (
     RPMSG_ADDR_ANY,
     RPMSG_CREATE_DEV_IOCTL,
     RPMSG_CREATE_EPT_IOCTL,
@@ -42,7 +43,6 @@ from remoteproc.client.uapi import (
     RPMSG_RELEASE_DEV_IOCTL,
     EndpointInfo,
 )
-from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
     import asyncio

@@ -24,8 +24,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from remoteproc.client.root import explain
-from remoteproc.client.uapi import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
 from remoteproc.errors import RprocError
+from remoteproc.uapi import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
 
 if TYPE_CHECKING:
     from remoteproc.client.rproc import RemoteProc

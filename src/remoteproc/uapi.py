@@ -1,4 +1,7 @@
-"""The kernel's userspace headers for remoteproc and rpmsg, as a program on a board includes them.
+"""The kernel's userspace headers for remoteproc and rpmsg: one declaration for both sides.
+
+rprocd's ABI (``remoteproc.abi``) serves these numbers and layouts and the client
+(``remoteproc.client``) sends them, as a program on a board includes the same header.
 
 Owns the ioctl numbers of ``include/uapi/linux/remoteproc_cdev.h`` and ``include/uapi/linux/
 rpmsg.h`` (spec §3.2, §9.6) and the one binary layout they carry, ``struct rpmsg_endpoint_info``.
@@ -28,9 +31,11 @@ __all__ = [
     "RPMSG_CREATE_DEV_IOCTL",
     "RPMSG_CREATE_EPT_IOCTL",
     "RPMSG_DESTROY_EPT_IOCTL",
+    "RPMSG_GET_OUTGOING_FLOWCONTROL",
     "RPMSG_MTU",
     "RPMSG_NAME_SIZE",
     "RPMSG_RELEASE_DEV_IOCTL",
+    "RPMSG_SET_INCOMING_FLOWCONTROL",
     "RPROC_GET_SHUTDOWN_ON_RELEASE",
     "RPROC_SET_SHUTDOWN_ON_RELEASE",
     "EndpointInfo",
@@ -53,6 +58,8 @@ RPMSG_CREATE_EPT_IOCTL = 0x4028B501  # _IOW(0xb5, 0x1, struct rpmsg_endpoint_inf
 RPMSG_DESTROY_EPT_IOCTL = 0x0000B502  # _IO(0xb5, 0x2)
 RPMSG_CREATE_DEV_IOCTL = 0x4028B503  # _IOW(0xb5, 0x3, struct rpmsg_endpoint_info)
 RPMSG_RELEASE_DEV_IOCTL = 0x4028B504  # _IOW(0xb5, 0x4, struct rpmsg_endpoint_info)
+RPMSG_GET_OUTGOING_FLOWCONTROL = 0x8004B505  # _IOR(0xb5, 0x5, int)
+RPMSG_SET_INCOMING_FLOWCONTROL = 0x8004B506  # _IOR(0xb5, 0x6, int): the value is the argument
 
 
 class EndpointInfo(NamedTuple):
