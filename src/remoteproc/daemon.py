@@ -9,8 +9,9 @@ Owns ``Daemon`` (the host, the machine, the ABI tree, the mount, and their shutd
 Rules:
 - Start order: signal handlers first (so libfuse, which only claims signals still at their
   default, leaves SIGTERM/SIGINT/SIGHUP to us), then the host and its processors, then the ABI
-  tree (its rpmsg drivers bind channels as they appear), then the mount. Once mounted a line
-  ``rprocd: serving <N> processors at DIR`` goes to stdout (scripts wait for it).
+  tree (its rpmsg drivers bind channels as they appear), then the mount. Once mounted and the
+  auto-boots are done, a line ``rprocd: serving <N> processors at DIR`` goes to stdout (scripts
+  wait for it).
 - Stop order, on a signal or an error: every processor is stopped and unregistered
   (``Host.close``: whatever the power count), the machine is closed, then the tree, then the
   mount is unmounted (lazily, aborting the FUSE connection, when files are still open). Exit
@@ -215,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rprocd: {exc}", file=sys.stderr)
             return 1
         assert daemon.host is not None
+        # Auto-boots run on the host's work queue; announce readiness only once they are done,
+        # so a script's first `echo start` meets a settled state instead of racing the boot
+        # (a start during an auto-boot would only raise the power count).
+        daemon.host.workqueue.flush(timeout=30)
         print(f"rprocd: serving {len(daemon.host)} processors at {daemon.mountpoint}",
               flush=True)
         daemon.wait()
