@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +27,21 @@ def mounted(path: Path) -> bool:
 class Rprocd:
     def __init__(self, root: Path, *args: str) -> None:
         self.root = root
+        # -v logs go to a file: a pipe nobody reads during the test would fill and block rprocd
+        self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remoteproc.daemon", "--mount", str(root), "-v", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("rprocd: serving"):
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise AssertionError(f"rprocd did not start: {line!r} {err}")
+            self.proc.communicate()
+            raise AssertionError(f"rprocd did not start: {line!r} {self.log()}")
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
 
     def sh(self, cmd: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=20,
@@ -42,13 +49,14 @@ class Rprocd:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, str]:
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err
+        self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, self.log()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+        self._log.close()
         if mounted(self.root):
             subprocess.run(["umount", "-l", str(self.root)], check=False)
 
