@@ -32,6 +32,7 @@ import errno
 import logging
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -148,6 +149,19 @@ class _U16:
         if self._swap:
             value = ((value & 0xFF) << 8) | (value >> 8)
         return (value,)
+
+
+_barrier_lock = threading.Lock()
+
+
+def _full_barrier() -> None:
+    """``virtio_mb()``: a full memory barrier, for a peer in another process. Publishing an
+    index and then reading the peer's flag (or re-enabling notifications and then re-checking)
+    is the store-then-load pattern x86 may reorder; without the barrier both sides can read
+    the other's old value and a kick is lost for good. Python has no fence, but an uncontended
+    lock acquire/release is a LOCK-prefixed atomic on x86, which orders everything."""
+    _barrier_lock.acquire()
+    _barrier_lock.release()
 
 
 class _Ring:
@@ -339,6 +353,7 @@ class DriverQueue(_Ring):
         self._num_added = 0
         if added == 0 or self.broken:
             return False
+        _full_barrier()  # the avail index we wrote, before the device's flags we read
         if self.use_event_idx:
             return vring_need_event(self._r16(self.layout.avail_event), new, old)
         return not (self._r16(self.layout.used_flags) & VRING_USED_F_NO_NOTIFY)
@@ -441,6 +456,7 @@ class DriverQueue(_Ring):
                 self._w16(self.layout.avail_flags, self._avail_flags)
         if self.use_event_idx:
             self._w16(self.layout.used_event, self._last_used)
+        _full_barrier()  # our flags, before the used index we re-check
         return not self.more_used()
 
     def interrupt(self) -> bool:
@@ -627,6 +643,7 @@ class DeviceQueue(_Ring):
         if new == old:
             return False
         self._signalled_used = new
+        _full_barrier()  # the used index we wrote, before the driver's flags we read
         if self.use_event_idx:
             return vring_need_event(self._r16(self.layout.used_event), new, old)
         return not (self._r16(self.layout.avail_flags) & VRING_AVAIL_F_NO_INTERRUPT)
@@ -655,6 +672,7 @@ class DeviceQueue(_Ring):
         else:
             self._used_flags &= ~VRING_USED_F_NO_NOTIFY
             self._w16(self.layout.used_flags, self._used_flags)
+        _full_barrier()  # our flags, before the avail index we re-check
         return not self.has_avail()
 
     def __repr__(self) -> str:
