@@ -580,3 +580,22 @@ def test_kick_socket_holds_kicks_during_a_pass() -> None:
         assert not link.wait()  # EOF
     finally:
         a.close()
+
+
+def test_recv_kicks_polls_then_sleeps() -> None:
+    import socket as socket_mod
+
+    from remoteproc.platforms.process import recv_kicks
+
+    a, b = socket_mod.socketpair()
+    try:
+        b.send(b"\x01\x01")
+        assert recv_kicks(a, spin=0.001) == b"\x01\x01"  # found while polling
+        threading.Timer(0.05, lambda: b.send(b"\x01")).start()
+        t0 = time.monotonic()
+        assert recv_kicks(a, spin=0.001) == b"\x01"  # polled 1 ms, then slept until it came
+        assert time.monotonic() - t0 >= 0.04
+        b.close()
+        assert recv_kicks(a, spin=0.001) == b""
+    finally:
+        a.close()
