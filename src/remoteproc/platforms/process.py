@@ -50,9 +50,14 @@ Rules (host side):
 - Threads: exactly one, the reader, owned by the platform; ``detach``/``stop``/``close`` stop and
   join it. It never takes the processor's lock; it calls only ``vq_interrupt`` and
   ``report_crash``, which are safe from any thread.
-- Memory ordering: both processes write the rings with plain stores through ``mmap``; x86's
-  store ordering keeps the ring's "data before index" rule. A weakly ordered host would need
-  barriers that Python cannot express.
+- Memory ordering: both processes write the rings through ``mmap``. The vring layer reads and
+  writes each 16-bit index with one access (``struct`` copies byte by byte and tore indices
+  across processes) and puts a full barrier (a locked atomic) between publishing an index and
+  reading the peer's flags; x86's store ordering keeps "data before index". A weakly ordered
+  host would also need store barriers, which Python cannot express.
+- Waiting: ``recv_kicks`` may poll for a short ``spin`` before sleeping. The Python remote
+  does (50 us after each pass); the host reader does not by default (``spin=0``), because a
+  polling thread holds the GIL the host's other threads need.
 """
 
 from __future__ import annotations
