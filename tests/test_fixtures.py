@@ -579,10 +579,6 @@ def test_check_prebuilt_treats_a_lost_table_as_a_mismatch() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (shutil.which("arm-none-eabi-gcc") and shutil.which("riscv64-unknown-elf-gcc")),
-    reason="needs Debian's gcc-arm-none-eabi and gcc-riscv64-unknown-elf",
-)
 def test_rebuilt_fixtures_match_the_committed_ones(tmp_path: Path) -> None:
     out = tmp_path / "fixtures"
     subprocess.run(
