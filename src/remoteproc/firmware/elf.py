@@ -28,6 +28,8 @@ Rules:
 - Import cost matters (``rproc fw info`` runs as a new process): only struct, errno, sys and
   dataclasses at module level; logging is imported when something is logged.
 - The image must not be mutated after a ``Firmware`` is made from it (the parse is cached).
+- The op-shaped wrappers (``rproc_elf_*``) log each refusal on ``remoteproc.elf`` before raising
+  it, as the kernel's loader ``dev_err``s: the errno alone does not tell a user what is wrong.
 """
 
 from __future__ import annotations
@@ -716,12 +718,24 @@ class Firmware:
 
     @classmethod
     def from_file(cls, path: str, name: str | None = None) -> Firmware:
-        """Read a whole image; a missing file is ``RprocError(ENOENT)``, as request_firmware."""
+        """Read a whole image; a missing file is ``RprocError(ENOENT)``, as request_firmware,
+        and anything but a regular file (a FIFO, /dev/zero, a directory) is refused at once."""
         import os
+        import stat
 
         shown = name if name is not None else os.path.basename(path)
         try:
-            with open(path, "rb") as fh:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a
+            # regular file. Only regular files are read (the kernel's kernel_read_file gives
+            # EINVAL otherwise): /dev/zero would never end, a FIFO might never speak.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            with open(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise RprocError(
+                        errno.EINVAL,
+                        f"Direct firmware load for {shown} failed: not a regular file",
+                        file=path,
+                    )
                 data = fh.read()
         except OSError as exc:
             code = exc.errno if exc.errno else errno.EIO
@@ -1196,19 +1210,39 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
 # --- op-shaped defaults (§1.10): what the core installs when a platform has no load op --------
 
 
+def _log_refusal(rproc: Any, exc: RprocError) -> None:
+    """The loader's ``dev_err``: what is wrong and where, on the processor's device name (the
+    refusal itself reaches the user only as an errno)."""
+    dev = getattr(rproc, "dev_name", None) or getattr(rproc, "name", None) or "remoteproc"
+    _logger().error("%s: %s", dev, str(exc))
+
+
 def rproc_elf_sanity_check(rproc: Any, fw: Firmware | None) -> None:
-    if fw is None:
-        name = getattr(rproc, "firmware", None)
-        raise RprocError(errno.EINVAL, f"failed to load {name}", file=name)
-    _check_parsed(fw.elf)
+    try:
+        if fw is None:
+            name = getattr(rproc, "firmware", None)
+            raise RprocError(errno.EINVAL, f"failed to load {name}", file=name)
+        _check_parsed(fw.elf)
+    except RprocError as exc:
+        _log_refusal(rproc, exc)
+        raise
 
 
 def rproc_elf_load_segments(rproc: Any, fw: Firmware) -> None:
-    load_segments(fw, rproc.da_to_va)
+    try:
+        load_segments(fw, rproc.da_to_va)
+    except RprocError as exc:
+        _log_refusal(rproc, exc)
+        raise
 
 
 def rproc_elf_load_rsc_table(rproc: Any, fw: Firmware) -> None:
-    table = load_rsc_table(fw)
+    try:
+        table = load_rsc_table(fw)
+    except RprocError as exc:
+        if not _lookup_errors(locate_rsc_table(fw)):  # those were logged by find_rsc_table
+            _log_refusal(rproc, exc)
+        raise
     rproc.cached_table = table
     rproc.table_ptr = memoryview(table)
     rproc.table_sz = len(table)
