@@ -570,7 +570,8 @@ class RpmsgAbi:
 
 
 def _ro(text: str) -> Attribute:
-    data = text.encode()
+    # Names come from user space as bytes (non-UTF-8 ones kept as surrogates): shown as given.
+    data = text.encode("utf-8", "surrogateescape")
     return Attribute(0o444, lambda: data, None, strict_open=True)
 
 

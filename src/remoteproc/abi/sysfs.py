@@ -71,7 +71,9 @@ def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
 
     def firmware_show() -> bytes:
         name = "unknown" if rproc.state is State.ATTACHED else rproc.firmware
-        return f"{name}\n".encode()
+        # The name is the bytes that were written (firmware_store keeps non-UTF-8 bytes as
+        # surrogates): give them back as written, as the kernel's "%s\n" does.
+        return f"{name}\n".encode("utf-8", "surrogateescape")
 
     def firmware_store(data: bytes, req: Request) -> int:
         name = _page(data).decode("utf-8", "surrogateescape")

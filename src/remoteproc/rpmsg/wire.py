@@ -115,7 +115,7 @@ def decode_hdr(buf: memoryview | bytes | bytearray, byteorder: str, offset: int 
 
 def encode_name(name: str | bytes) -> bytes:
     """``name`` as the 32-byte NUL-padded field; cut to 31 bytes so a NUL always ends it."""
-    raw = name.encode() if isinstance(name, str) else bytes(name)
+    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
     raw = raw.split(b"\0", 1)[0][: RPMSG_NAME_SIZE - 1]
     return raw.ljust(RPMSG_NAME_SIZE, b"\0")
 
