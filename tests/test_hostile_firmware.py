@@ -259,3 +259,34 @@ def test_rprocd_refuses_hostile_images_and_stays_up(tmp_path: Path) -> None:
     while os.path.ismount(mnt) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.ismount(mnt)
+
+
+# BUG (fixed in platforms/emulator/platform.py _da_to_va): a segment placed in the host's DMA
+# pool (the upper half of the shared DDR) was loaded there, over another processor's vrings and
+# rpmsg buffers: starting a hostile image on rv silently cut m4's rpmsg link. The kernel reaches
+# host-allocated memory only through the processor's own carveouts.
+def test_emulator_segment_in_the_host_dma_pool_is_refused(
+        tmp_path: Path, logs: Capture) -> None:
+    from test_emulator import echo
+
+    from remoteproc.platforms.emulator import load_machine
+
+    stomp = _image([_code(), Seg(b"\xa5" * 0x20000, paddr=0x8800_0000)], TRACE)
+    (tmp_path / "stomp.elf").write_bytes(stomp)
+    host = Host([tmp_path, FW_DIR], panic_hook=False)
+    plat = load_machine(None, host)
+    try:
+        host.workqueue.flush(timeout=30)
+        m4, rv = plat["m4"].rproc, plat["rv"].rproc
+        assert m4 is not None and rv is not None
+        assert echo(m4, b"before") == b"before"
+        rv.set_firmware("stomp.elf")
+        with pytest.raises(RprocError) as ei:
+            rv.boot()
+        assert ei.value.errno == errno.EINVAL
+        assert any("bad phdr da 0x88000000 mem 0x20000" in m for m in logs.messages)
+        assert rv.state is State.OFFLINE and rv.power == 0
+        assert echo(m4, b"after") == b"after"
+    finally:
+        host.close()
+        plat.close()

@@ -15,8 +15,9 @@ Rules:
   address and runs it on its thread; stop halts and joins it; attach adopts a running core (or,
   on attach-recovery of a crashed core, has the boot loader restart its image); detach posts the
   DETACH control word and leaves the core running; kick pushes the notify id into the mailbox;
-  da_to_va is the core's own address view; panic posts SHUTDOWN; get_loaded_rsc_table reads the
-  sysctl RSC_TABLE_* registers the firmware published.
+  da_to_va is the core's own address view except the host's DMA pool (reached only through the
+  processor's own carveouts, as the kernel's walk does); panic posts SHUTDOWN;
+  get_loaded_rsc_table reads the sysctl RSC_TABLE_* registers the firmware published.
 - Ownership: ``close()`` stops every core (joining its thread), then the scheduler and the
   dispatcher (joining theirs), then releases memory. Unregistering processors from a ``Host`` is
   the host's business (``Host.close``); close the host first.
@@ -245,6 +246,13 @@ class EmulatedProcessor:
             log.warning("%s: mailbox full, kick %d dropped", self.name, notifyid)
 
     def _da_to_va(self, rproc: Rproc, da: int, n: int) -> memoryview | None:
+        pool = self.platform.ddr.dma
+        if da < pool.base + pool.size and pool.base < da + n:
+            # The DMA pool is the host's: every processor's carveouts, vrings and rpmsg buffers
+            # live there. This processor reaches its own share through its carveouts (the core
+            # walks them when this returns None), never another's (a segment loaded there
+            # would overwrite them).
+            return None
         return self.amap.translate(da, n)
 
     def _get_loaded_rsc_table(self, rproc: Rproc) -> memoryview | None:
