@@ -215,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RprocError as exc:
             print(f"rprocd: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:  # e.g. --mount or --firmware-dir naming a file
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            why = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+            print(f"rprocd: {where}{why or exc}", file=sys.stderr)
+            return 1
         assert daemon.host is not None
         # Auto-boots run on the host's work queue; announce readiness only once they are done,
         # so a script's first `echo start` meets a settled state instead of racing the boot

@@ -36,6 +36,8 @@ Rules:
 from __future__ import annotations
 
 import errno
+import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,9 +266,21 @@ def load_machine_spec(path: str | Path) -> MachineSpec:
     """Read and validate a machine description file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        # O_NONBLOCK so a FIFO cannot hold the open; only a regular file is read (/dev/zero
+        # would fill memory, a FIFO might never end).
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RprocError(errno.EINVAL, f"{p}: not a regular file")
+            raw = fh.read()
     except FileNotFoundError as exc:
         raise RprocError(errno.ENOENT, f"{p}: machine description not found") from exc
     except OSError as exc:
         raise RprocError(exc.errno or errno.EIO, f"{p}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RprocError(
+            errno.EINVAL, f"{p.name}: not valid TOML: not UTF-8 text (byte {exc.start})"
+        ) from None
     return parse_machine(text, p.name)
