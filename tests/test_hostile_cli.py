@@ -67,6 +67,13 @@ def test_rproc_fw_on_truncated_fixtures(cut: int, tmp_path: Path) -> None:
         res = run("remoteproc.cli", "fw", cmd, str(bad))
         assert res.returncode == 2, (cmd, res.stdout, res.stderr)
         assert "Traceback" not in res.stdout + res.stderr
+    # BUG (fixed in cli.py fw_map): map wrote an empty picture and exited 0, saying nothing.
+    svg = tmp_path / "map.svg"
+    res = run("remoteproc.cli", "fw", "map", str(bad), "-o", str(svg))
+    assert res.returncode == 2
+    line = one_line(res.stderr)
+    assert line.startswith("rproc: cut.elf: ") and line.endswith("[EINVAL]")
+    assert not svg.exists()
 
 
 # BUG (fixed in platforms/emulator/machine.py load_machine_spec): a machine description that is

@@ -151,9 +151,15 @@ def fw_check(firmware: str, as_json: bool, iommu: bool, host_endian: str) -> Non
 def fw_map(firmware: str, output: str) -> None:
     """Draw FIRMWARE's device address space: segments, resource table, trace
     buffers, fixed carveouts and vrings, to scale where it fits, labelled."""
+    from remoteproc.errors import RprocError
+    from remoteproc.firmware.elf import sanity_check
     from remoteproc.firmware.fwmap import build_map, render
 
     fwimg = _load_firmware(firmware)
+    try:
+        sanity_check(fwimg.view, file=fwimg.name)
+    except RprocError as exc:
+        _fail(str(exc))  # nothing to draw: Linux cannot even parse it
     memory_map = build_map(fwimg)
     try:
         render(memory_map, output)
