@@ -126,3 +126,23 @@ def test_rprocd_directory_option_naming_a_file(option: str, tmp_path: Path) -> N
     line = one_line(res.stderr)
     assert line == f"rprocd: {afile}: not a directory"
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+# BUG (fixed in platforms/emulator/platform.py preload): a preloaded core whose image is missing
+# or refused by the boot loader failed rprocd with a message naming neither the machine file nor
+# the key ("rprocd: firmware missing.elf not found for the boot loader").
+@pytest.mark.parametrize("image", ["missing.elf", "junk.elf", "../../etc/passwd"])
+def test_rprocd_preloaded_image_errors_name_file_and_key(image: str, tmp_path: Path) -> None:
+    fwdir = tmp_path / "fw"
+    fwdir.mkdir()
+    (fwdir / "junk.elf").write_bytes(b"\x7fELF" + b"\xff" * 100)
+    machine = tmp_path / "pre.toml"
+    machine.write_text(f'[[core]]\nname = "a"\ncpu = "cortex-m4"\nboot = "preloaded"\n'
+                       f'firmware = "{image}"\n')
+    mnt = tmp_path / "mnt"
+    res = _rprocd("--mount", str(mnt), "--machine", str(machine), "--firmware-dir", str(fwdir))
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("rprocd: pre.toml: core[0].firmware: "), last
+    assert not os.path.ismount(mnt)

@@ -419,7 +419,14 @@ class EmulatorPlatform:
             if proc.spec.boot != "preloaded" or proc.core.running:
                 continue
             assert proc.spec.firmware is not None
-            proc.boot_preloaded(proc.spec.firmware, self._read_image(proc.spec.firmware, host))
+            try:
+                proc.boot_preloaded(proc.spec.firmware,
+                                    self._read_image(proc.spec.firmware, host))
+            except RprocError as exc:
+                # The image comes from the machine description: name its file and key.
+                why = f"{exc.location}: {exc.message}" if exc.location else exc.message
+                raise RprocError(exc.errno, f"{self.spec.source}: core[{proc.spec.index}]."
+                                 f"firmware: {why}") from None
 
     def _read_image(self, name: str, host: Host | None) -> bytes:
         # The boot loader reads its own storage: the host's firmware path, then the bundled
