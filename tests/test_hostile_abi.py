@@ -111,3 +111,24 @@ def test_encode_name_keeps_the_bytes_given() -> None:
     field = encode_name(os.fsdecode(raw))
     assert field == raw.ljust(RPMSG_NAME_SIZE, b"\0")
     assert decode_name(field) == "\\xfebad"  # what a receiver shows: never an exception
+
+
+# BUG (fixed in abi/sysfs.py): a write longer than a page reported every byte taken; kernfs cuts a
+# sysfs write to PAGE_SIZE and the store's count is that page, so write() returns 4096 (a shell
+# then writes the rest as a second value, as on a board).
+def test_sysfs_write_longer_than_a_page_takes_one_page(tmp_path: Path) -> None:
+    with mounted_host(tmp_path, [("m4", {})], rpmsg=False) as abi:
+        fd = os.open(abi.sys(0, "firmware"), os.O_WRONLY)
+        try:
+            assert os.write(fd, b"long.elf\n" + b"\0" * 5000) == 4096
+            assert os.write(fd, b"rproc-m4-fw") == len(b"rproc-m4-fw")
+        finally:
+            os.close(fd)
+        assert read_bytes(abi.sys(0, "firmware")) == b"rproc-m4-fw\n"
+        fd = os.open(abi.sys(0, "state"), os.O_WRONLY)
+        try:
+            assert os.write(fd, b"start\n" + b"\0" * 4200) == 4096
+        finally:
+            os.close(fd)
+        assert read_bytes(abi.sys(0, "state")) == b"running\n"
+        assert write_errno(abi.sys(0, "state"), b"stop") == 0

@@ -9,7 +9,8 @@ Rules:
   core's (``RprocError``), which ``fs.py`` hands to the caller's ``write()``.
 - ``sysfs_read_only`` makes the four writable attributes 0444, and opening one for writing is
   EACCES even for root (kernfs checks the mode at open).
-- A write is seen as a C string (it ends at the first NUL) of at most a page.
+- A write is seen as a C string (it ends at the first NUL) of at most a page; a longer write
+  takes one page (kernfs cuts it), so write() returns at most PAGE_SIZE.
 - The ABI calls the core's public methods only; lifecycle calls get the request's ``cancel`` so
   a caller interrupted while waiting for the processor's lock gets EINTR (EINVAL for firmware).
 - ``state`` and ``firmware`` carry a ``Notifier`` (owned by ``tree.py``) so poll() wakes when
@@ -43,6 +44,12 @@ def _page(data: bytes) -> bytes:
     return cstring(data[:PAGE_SIZE])
 
 
+def _count(data: bytes) -> int:
+    """What a successful store returns: kernfs hands it at most a page, and the caller's
+    write() reports that many bytes taken (a longer write goes on with the rest)."""
+    return min(len(data), PAGE_SIZE)
+
+
 def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
                     firmware_changes: Notifier | None = None) -> Dir:
     """The attributes of one processor, in the kernel's order."""
@@ -67,7 +74,7 @@ def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
             log.error("%s: Unrecognised option: %s", rproc.dev_name,
                       buf.decode(errors="replace"))
             raise RprocError(errno.EINVAL, "Unrecognised option")
-        return len(data)
+        return _count(data)
 
     def firmware_show() -> bytes:
         name = "unknown" if rproc.state is State.ATTACHED else rproc.firmware
@@ -78,7 +85,7 @@ def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
     def firmware_store(data: bytes, req: Request) -> int:
         name = _page(data).decode("utf-8", "surrogateescape")
         rproc.set_firmware(name, cancel=req.cancel)
-        return len(data)
+        return _count(data)
 
     def recovery_show() -> bytes:
         return b"disabled\n" if rproc.recovery_disabled else b"enabled\n"
@@ -99,7 +106,7 @@ def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
             except RprocError as exc:
                 # The kernel ignores the recovery's result and returns the count.
                 log.info("%s: recovery: %s", rproc.dev_name, exc)
-        return len(data)
+        return _count(data)
 
     def coredump_show() -> bytes:
         return f"{rproc.dump_conf.value}\n".encode()
@@ -112,7 +119,7 @@ def rproc_class_dir(rproc: Rproc, *, state_changes: Notifier | None = None,
         for conf in DumpConf:
             if sysfs_streq(buf, conf.value):
                 rproc.set_coredump(conf, cancel=req.cancel)
-                return len(data)
+                return _count(data)
         log.error("%s: Invalid coredump configuration", rproc.dev_name)
         raise RprocError(errno.EINVAL, "Invalid coredump configuration")
 
