@@ -146,3 +146,14 @@ def test_rprocd_preloaded_image_errors_name_file_and_key(image: str, tmp_path: P
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("rprocd: pre.toml: core[0].firmware: "), last
     assert not os.path.ismount(mnt)
+
+
+# BUG (fixed in cli.py fw_map): an output path in a folder that does not exist gave a
+# FileNotFoundError traceback.
+@pytest.mark.parametrize("suffix", [".svg", ".png"])
+def test_rproc_fw_map_output_that_cannot_be_written(suffix: str, tmp_path: Path) -> None:
+    out = tmp_path / "missing-dir" / f"map{suffix}"
+    res = run("remoteproc.cli", "fw", "map", str(PREBUILT / "stm32mp1-like-m4.elf"),
+              "-o", str(out))
+    assert res.returncode == 1
+    assert one_line(res.stderr) == f"rproc: {out}: No such file or directory"

@@ -165,6 +165,8 @@ def fw_map(firmware: str, output: str) -> None:
         render(memory_map, output)
     except ValueError as exc:
         _fail(str(exc))
+    except OSError as exc:  # a folder that does not exist, no permission, a full disk
+        _fail(f"{output}: {exc.strerror or exc}", 1)
     click.echo(f"wrote {output}: {len(memory_map.regions)} regions")
 
 
