@@ -290,3 +290,40 @@ def test_emulator_segment_in_the_host_dma_pool_is_refused(
     finally:
         host.close()
         plat.close()
+
+
+# RV32: publish a fake resource table (ver 1, num 0) written at 0x8800_0000, the host's DMA
+# pool, through sysctl RSC_TABLE_DA/SIZE, then idle:
+#   lui t0,0x88000; li t1,1; sw t1,0(t0); sw zero,4(t0); sw zero,8(t0); sw zero,12(t0)
+#   lui t2,0x40004; sw t0,8(t2); li t1,16; sw t1,12(t2); j .
+_PUBLISH_TABLE_IN_DMA_POOL = bytes.fromhex(
+    "b7020088054323a0620023a2020023a4020023a60200b743004023a45300414323a6630001a0")
+
+
+# BUG (fixed in platforms/emulator/platform.py _get_loaded_rsc_table): a preloaded core could
+# publish a resource table inside the host's DMA pool; the host attached to it, wrote its
+# write-backs there and, at detach, copied the pristine table back over whatever the pool then
+# held (other processors' vrings). The kernel (stm32_rproc) refuses a table address outside the
+# processor's own memories.
+def test_emulator_published_table_in_the_host_dma_pool_is_refused(logs: Capture) -> None:
+    from remoteproc.platforms.emulator import EmulatorPlatform
+    from remoteproc.platforms.emulator.machine import parse_machine
+
+    image = bytes(build_elf([Seg(_PUBLISH_TABLE_IN_DMA_POOL, paddr=0x0, memsz=0x100)],
+                            machine=243).data)
+    host = Host([], panic_hook=False)
+    plat = EmulatorPlatform(parse_machine(
+        "[[core]]\nname = 'rv'\ncpu = 'rv32imac'\nboot = 'manual'\n"))
+    try:
+        plat["rv"].boot_preloaded("publish.elf", image)
+        rp = plat.make_rproc("rv", host=host, auto_boot=False)
+        assert rp.state is State.DETACHED
+        with pytest.raises(RprocError) as ei:
+            rp.boot()
+        assert ei.value.errno == errno.EINVAL
+        assert any("published resource table at 0x88000000 (0x10 bytes) is outside" in m
+                   for m in logs.messages), logs.messages
+        assert rp.state is State.DETACHED and rp.power == 0
+    finally:
+        host.close()
+        plat.close()

@@ -266,8 +266,11 @@ class EmulatedProcessor:
             time.sleep(0.001)
         if not da:
             return None
-        view = self.amap.translate(da, size)
+        view = self._da_to_va(rproc, da, size)  # never in the host's DMA pool
         if view is None:
+            # stm32_rproc's "Unexpected resource table address": said, not only returned.
+            log.error("%s: published resource table at %#x (%#x bytes) is outside the core's "
+                      "memory", self.name, da, size)
             raise RprocError(errno.EINVAL, f"{self.name}: published resource table is outside "
                              "the core's memory", da=da)
         return view
