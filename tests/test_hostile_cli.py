@@ -157,3 +157,20 @@ def test_rproc_fw_map_output_that_cannot_be_written(suffix: str, tmp_path: Path)
               "-o", str(out))
     assert res.returncode == 1
     assert one_line(res.stderr) == f"rproc: {out}: No such file or directory"
+
+
+# BUG (fixed in cli.py status_cmd): values read from sysfs went into a rich table as markup: a
+# firmware name "fw[/red].elf" (any user can choose it) made `rproc status` die with a
+# MarkupError traceback, and "fw[bold].elf" was shown as "fw.elf". Channel names come from the
+# remote, so a hostile firmware could break it too.
+def test_rproc_status_shows_names_as_text(tmp_path: Path) -> None:
+    from test_abi_support import mounted_host, write_errno
+
+    with mounted_host(tmp_path, [("m4", {}), ("dsp[x]", {})], rpmsg=False) as abi:
+        assert write_errno(abi.sys(0, "firmware"), b"fw[/red].elf") == 0
+        assert write_errno(abi.sys(1, "firmware"), b"fw[bold].elf") == 0
+        res = run("remoteproc.cli", "--root", str(abi.root), "status")
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr
+        assert "fw[/red].elf" in res.stdout and "fw[bold].elf" in res.stdout
+        assert "dsp[x]" in res.stdout

@@ -281,20 +281,24 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"remote processors under {abi.root}")
+    table = Table(title=escape(f"remote processors under {abi.root}"))
     for col in ("device", "name", "state", "firmware", "recovery", "coredump", "traces",
                 "dumps", "rpmsg"):
         table.add_column(col)
     for info in infos:
         traces = info["traces"]
+        # Every value comes from files a user or the remote wrote (a firmware name, a channel
+        # name): text, never rich markup ("fw[/x].elf" must neither vanish nor raise).
         table.add_row(
-            info["device"], info["name"] or "?", _state_markup(info["state"]),
-            info["firmware"] or "?", info["recovery"] or "?", info["coredump"] or "?",
+            escape(info["device"]), escape(info["name"] or "?"), _state_markup(info["state"]),
+            escape(info["firmware"] or "?"), escape(info["recovery"] or "?"),
+            escape(info["coredump"] or "?"),
             "n/a" if traces is None else " ".join(f"trace{n}" for n in traces) or "-",
-            " ".join(info["coredumps"]) or "-",
-            " ".join(c["name"] for c in info["rpmsg"]) or "-",
+            escape(" ".join(info["coredumps"]) or "-"),
+            escape(" ".join(c["name"] for c in info["rpmsg"]) or "-"),
         )
     _console().print(table)
     if any(info["traces"] is None for info in infos):
@@ -305,7 +309,11 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
 def _state_markup(state: str | None) -> str:
     colour = {"running": "green", "attached": "green", "crashed": "bold red",
               "offline": "dim", "detached": "yellow"}.get(state or "", "")
-    return f"[{colour}]{state}[/]" if colour else (state or "?")
+    if colour:
+        return f"[{colour}]{state}[/]"
+    from rich.markup import escape
+
+    return escape(state or "?")
 
 
 def _lifecycle(root: str, proc: str, verb: str, wait: bool, timeout: float,
