@@ -55,6 +55,7 @@ def test_sysfs_firmware_name_that_is_not_utf8_reads_back(tmp_path: Path) -> None
 def rpmsg_root(tmp_path: Path) -> Iterator[Path]:
     def setup(remote: RpmsgRemote) -> None:
         remote.create_ept("rpmsg-raw", echo)
+        remote.create_ept("svc/evil", echo)  # a remote may announce any name
 
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -132,3 +133,13 @@ def test_sysfs_write_longer_than_a_page_takes_one_page(tmp_path: Path) -> None:
             os.close(fd)
         assert read_bytes(abi.sys(0, "state")) == b"running\n"
         assert write_errno(abi.sys(0, "state"), b"stop") == 0
+
+
+# BUG (fixed in rpmsg/endpoint.py Channel): a remote announcing a channel whose name holds '/'
+# made the device directory name a path ("virtio0.svc/evil.-1.1025"): every listing of
+# /sys/bus/rpmsg/devices failed with EIO. The kernel's kobject core turns '/' into '!'.
+def test_remote_channel_name_with_a_slash(rpmsg_root: Path) -> None:
+    devices = rpmsg_root / "sys/bus/rpmsg/devices"
+    assert wait_until(lambda: any(".svc!evil." in n for n in os.listdir(devices)))
+    (entry,) = [n for n in os.listdir(devices) if ".svc!evil." in n]
+    assert read_bytes(devices / entry / "name") == b"svc/evil\n"

@@ -271,7 +271,8 @@ class Channel:
         self.announce = announce
         self.driver_override = driver_override
         # "%s.%s.%d.%d": fixed at registration, before a default endpoint changes ``src``.
-        self.device_name = f"{bus.name}.{name}.{addr_str(src)}.{addr_str(dst)}"
+        # dev_set_name: the kobject core turns '/' into '!' (a remote may announce any name).
+        self.device_name = f"{bus.name}.{name}.{addr_str(src)}.{addr_str(dst)}".replace("/", "!")
         self.ept: Endpoint | None = None
         self.driver: RpmsgDriver | None = None
         self.driver_data: object = None
