@@ -143,3 +143,32 @@ def test_remote_channel_name_with_a_slash(rpmsg_root: Path) -> None:
     assert wait_until(lambda: any(".svc!evil." in n for n in os.listdir(devices)))
     (entry,) = [n for n in os.listdir(devices) if ".svc!evil." in n]
     assert read_bytes(devices / entry / "name") == b"svc/evil\n"
+
+
+# BUG (fixed in abi/tty.py TtyAbi.add_port): every "rpmsg-tty" announcement got its own pty pair
+# and forwarding thread, without limit: a remote announcing thousands made the daemon exhaust
+# the host's ptys, descriptors and threads. The kernel's rpmsg_tty stops at MAX_TTY_RPMSG = 32
+# (the probe fails with -ENOSPC, "Failed to alloc tty port").
+def test_remote_announcing_many_tty_channels_gets_32(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def setup(remote: RpmsgRemote) -> None:
+        for _ in range(40):
+            remote.create_ept("rpmsg-tty", echo)
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with contextlib.ExitStack() as stack:
+        host = Host([], panic_hook=False)
+        stack.callback(host.close)
+        tree = AbiTree(host)
+        stack.callback(tree.close)
+        pair = RpmsgPair(num=64, mode="thread", start=False, remote_setup=setup)
+        stack.callback(pair.close)
+        pair.start()
+        stack.enter_context(Mount(tree.root, mnt))
+        assert wait_until(lambda: sum("Failed to alloc tty port" in r.getMessage()
+                                      for r in caplog.records) == 8, timeout=10)
+        ttys = sorted(n for n in os.listdir(mnt / "dev") if n.startswith("ttyRPMSG"))
+        assert ttys == sorted(f"ttyRPMSG{i}" for i in range(32))
+        assert len(os.listdir("/proc/self/fd")) < fds_before + 32 * 4 + 40

@@ -16,7 +16,9 @@ Rules:
   the line discipline would bounce every byte forever. Programs set their own mode anyway.
 - Threads: one per port, owned by the port: ``close()`` (channel removed, or ``TtyAbi.close``)
   wakes it through a pipe, joins it and closes the descriptors.
-- Indexes are the lowest free numbers.
+- Indexes are the lowest free numbers, below ``MAX_TTY_RPMSG`` (32, the kernel's limit): a
+  channel past it fails its probe with ENOSPC ("Failed to alloc tty port"), so a remote cannot
+  make the daemon open a pty and a thread per announcement without end.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from remoteproc.rpmsg.endpoint import Channel, Endpoint
 from remoteproc.rpmsg.virtio_rpmsg_bus import RpmsgBus
 from remoteproc.rpmsg.wire import RPMSG_MTU
 
-__all__ = ["TTY_DRIVER", "TtyAbi", "TtyPort"]
+__all__ = ["MAX_TTY_RPMSG", "TTY_DRIVER", "TtyAbi", "TtyPort"]
 
 log = logging.getLogger("remoteproc.abi")
+
+MAX_TTY_RPMSG = 32  # rpmsg_tty.c: idr_alloc(&tty_idr, cport, 0, MAX_TTY_RPMSG, ...)
 
 
 class TtyPort:
@@ -167,7 +171,13 @@ class TtyAbi:
             index = 0
             while index in self.ports:
                 index += 1
-            port = TtyPort(index, channel)
+            if index >= MAX_TTY_RPMSG:
+                raise RprocError(errno.ENOSPC, "Failed to alloc tty port")
+            try:
+                port = TtyPort(index, channel)
+            except OSError as exc:  # no pty left (kernel.pty.max) or no descriptor
+                raise RprocError(exc.errno or errno.ENOMEM,
+                                 f"Failed to alloc tty port: {exc.strerror}") from None
             self.ports[index] = port
         return port
 
