@@ -174,3 +174,16 @@ def test_rproc_status_shows_names_as_text(tmp_path: Path) -> None:
         assert "Traceback" not in res.stderr
         assert "fw[/red].elf" in res.stdout and "fw[bold].elf" in res.stdout
         assert "dsp[x]" in res.stdout
+
+
+def test_output_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    # `rproc fw info FW > /dev/full`: ENOSPC on stdout ends the command with one line, exit 1
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(
+            [sys.executable, "-m", "remoteproc.cli", "fw", "info",
+             str(PREBUILT / "stm32mp1-like-m4.elf")],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+        )
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "No space left on device" in res.stderr

@@ -35,7 +35,26 @@ def _load_firmware(path: str) -> Any:
         _fail(f"{path}: {exc.strerror}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _RprocGroup(click.Group):
+    """The top group: an output that cannot be written (a full disk, a closed pipe) ends any
+    command with one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # the reader went away (`rproc status | head`): nothing left to tell anyone, and
+            # the interpreter's own flush of stdout at exit must not complain either
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else "output: "
+            _fail(f"{where}{exc.strerror or exc}", 1)
+
+
+@click.group(cls=_RprocGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rproc")
 @click.option(
     "--root",
