@@ -158,3 +158,12 @@ def test_help_teaches_with_examples() -> None:
                 ["firmware"], ["trace"]):
         r = CliRunner().invoke(main, [*cmd, "--help"])
         assert r.exit_code == 0 and "Example" in r.output, cmd
+
+
+def test_stop_after_a_double_start_explains_the_power_count(abi: Abi) -> None:
+    assert run(abi, "start", "m4").exit_code == 0
+    assert run(abi, "start", "m4").exit_code == 0  # power 2, as the kernel counts it
+    r = run(abi, "stop", "m4", "--timeout", "0.5")
+    assert r.exit_code == 1
+    assert "started more than once" in r.output and "Traceback" not in r.output
+    assert run(abi, "stop", "m4").output == "remoteproc0 (m4): offline\n"

@@ -337,10 +337,27 @@ def _state_markup(state: str | None) -> str:
 
 def _lifecycle(root: str, proc: str, verb: str, wait: bool, timeout: float,
                want: tuple[str, ...]) -> None:
+    import errno
+
+    from remoteproc.errors import RprocError
+
     p = _proc(root, proc)
     getattr(p, verb)()
     if wait:
-        state = p.wait_state(want, timeout)
+        try:
+            state = p.wait_state(want, timeout)
+        except RprocError as exc:
+            if verb == "stop" and exc.errno == errno.ETIMEDOUT:
+                # The write succeeded, so Linux only dropped the power count (spec §1.3): the
+                # processor was started more than once and needs as many stops.
+                raise RprocError(
+                    errno.ETIMEDOUT,
+                    f"{exc.message}; the stop was accepted but {p.name} keeps running: it was "
+                    "started more than once (each start raises the power count, and Linux "
+                    "stops it when the count returns to 0), so stop it again",
+                    file=exc.file,
+                ) from exc
+            raise
         click.echo(f"{p.dev_name} ({p.name}): {state}")
 
 
