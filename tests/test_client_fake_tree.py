@@ -344,3 +344,11 @@ def test_channel_device_refuses_to_guess(tree: Path) -> None:
     with pytest.raises(RprocError) as e:
         channel_device(m4, "rpmsg-tty")
     assert e.value.errno == errno.ENOENT and "announces no such channel" in str(e.value)
+
+
+def test_endpoint_info_round_trips_non_utf8_names() -> None:
+    raw = b"\xff\xfeep"
+    info = uapi.EndpointInfo(raw.decode("utf-8", "surrogateescape"), 1, 2)
+    packed = info.pack()
+    assert packed[:4] == raw and len(packed) == uapi.ENDPOINT_INFO.size
+    assert uapi.EndpointInfo.unpack(packed) == info

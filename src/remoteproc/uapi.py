@@ -71,12 +71,13 @@ class EndpointInfo(NamedTuple):
 
     def pack(self) -> bytes:
         """The name is cut to 31 bytes (``struct.pack`` pads with NULs), as the kernel forces
-        ``name[31] = 0``."""
-        name = self.name.encode()[: RPMSG_NAME_SIZE - 1]
+        ``name[31] = 0``. Names are bytes to the kernel: text that came from non-UTF-8 bytes
+        (decoded with ``surrogateescape``) goes back as those bytes."""
+        name = self.name.encode("utf-8", "surrogateescape")[: RPMSG_NAME_SIZE - 1]
         return ENDPOINT_INFO.pack(name, self.src & 0xFFFFFFFF, self.dst & 0xFFFFFFFF)
 
     @classmethod
     def unpack(cls, raw: bytes) -> EndpointInfo:
         name, src, dst = ENDPOINT_INFO.unpack(raw)
-        text = name[: RPMSG_NAME_SIZE - 1].split(b"\0", 1)[0].decode("utf-8", "replace")
+        text = name[: RPMSG_NAME_SIZE - 1].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         return cls(text, src, dst)
