@@ -1,5 +1,5 @@
 """``rprocd``: register a machine's remote processors and serve the kernel's userspace ABI for
-them under a directory, in the foreground, until SIGTERM or SIGINT.
+them under a directory, in the foreground, until SIGTERM, SIGINT or SIGHUP.
 
     rprocd --mount DIR [--machine FILE] [--firmware-dir DIR] [--sim NAME]... [-v]
 
@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="rprocd",
         description="Run remote processors and serve the Linux remoteproc/rpmsg userspace ABI "
                     "(sysfs, debugfs, /dev/remoteprocN, /dev/rpmsg*, /dev/ttyRPMSG*) under "
-                    "a FUSE mount, in the foreground, until SIGTERM or SIGINT.")
+                    "a FUSE mount, in the foreground, until SIGTERM, SIGINT or SIGHUP.")
     p.add_argument("--mount", required=True, type=Path, metavar="DIR",
                    help="where to mount the tree (created if missing)")
     p.add_argument("--machine", type=Path, metavar="FILE",

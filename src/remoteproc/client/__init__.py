@@ -9,8 +9,9 @@ board (root ``/``) and ``rprocd`` (root = its mount point).
 
 Modules: ``root`` (paths, attribute I/O, explained errors), ``rproc`` (``RemoteProc``,
 ``Coredump``), ``watch`` (``StateWatcher``), ``session`` (``Session``), ``rpmsg`` (channels,
-``RpmsgCtrl``, ``Endpoint``), ``uapi`` (ioctl numbers and ``rpmsg_endpoint_info``), ``bench``
-(echo round trips), ``launch`` (``rprocd`` in the background), ``demo`` (``rproc demo``).
+``RpmsgCtrl``, ``Endpoint``), ``bench``
+(echo round trips), ``launch`` (``rprocd`` in the background), ``demo`` (``rproc demo``). The
+ioctl numbers and ``rpmsg_endpoint_info`` come from ``remoteproc.uapi``, shared with rprocd.
 
 Rule for the whole package: only the kernel's paths and semantics, nothing rprocd-only; every
 failure is an ``RprocError`` with the system call's errno, the file, and what to do about it.
