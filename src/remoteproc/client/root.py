@@ -27,7 +27,8 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from remoteproc.errors import RprocError
 
@@ -158,6 +159,32 @@ def owner_rproc(entry: Path) -> str | None:
         if owner is not None:
             return owner
     return None
+
+
+class FdOwner:
+    """An object that owns one open file descriptor of the ABI (``/dev/remoteprocN``,
+    ``/dev/rpmsg_ctrlN``, ``/dev/rpmsgN``): ``close()`` closes it once, the object is a context
+    manager, and a forgotten one is closed when collected (the kernel's release runs then)."""
+
+    _fd: int = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 class AbiRoot:

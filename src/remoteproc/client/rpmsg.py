@@ -29,10 +29,9 @@ import select
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from remoteproc.client.root import AbiRoot, explain, owner_rproc
+from remoteproc.client.root import AbiRoot, FdOwner, explain, owner_rproc
 from remoteproc.errors import RprocError
 from remoteproc.uapi import (
     RPMSG_ADDR_ANY,
@@ -194,7 +193,7 @@ def channel_device(proc: RemoteProc, channel: str = "rpmsg-raw") -> EndpointDevi
                          proc.root.rpmsg_class_dir))
 
 
-class Endpoint:
+class Endpoint(FdOwner):
     """An open ``/dev/rpmsgN``: one endpoint of this process.
 
     ``send(b"hi")``; ``recv(timeout=1.0)`` returns one message (or raises ETIMEDOUT);
@@ -387,21 +386,6 @@ class Endpoint:
         finally:
             self.close()
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Endpoint:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -409,7 +393,7 @@ def _set_done(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class RpmsgCtrl:
+class RpmsgCtrl(FdOwner):
     """``/dev/rpmsg_ctrlN``: creates endpoints (``rpmsgN``) and channels on one rpmsg bus."""
 
     def __init__(self, root: AbiRoot, index: int) -> None:
@@ -496,18 +480,3 @@ class RpmsgCtrl:
         self._ioctl(RPMSG_RELEASE_DEV_IOCTL, EndpointInfo(name, src, dst),
                     f"release channel {name!r} with")
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> RpmsgCtrl:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()

@@ -20,10 +20,9 @@ import errno
 import fcntl
 import os
 import struct
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from remoteproc.client.root import explain
+from remoteproc.client.root import FdOwner, explain
 from remoteproc.errors import RprocError
 from remoteproc.uapi import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
 
@@ -35,7 +34,7 @@ __all__ = ["Session"]
 _S32 = struct.Struct("=i")
 
 
-class Session:
+class Session(FdOwner):
     """``/dev/remoteprocN`` open for this process.
 
     ``with proc.session() as s: s.start(); ...`` boots the processor and stops it again when
@@ -108,17 +107,4 @@ class Session:
     def close(self) -> None:
         """Close the descriptor: with the flag set, the kernel stops (or detaches) the
         processor now."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
+        super().close()
