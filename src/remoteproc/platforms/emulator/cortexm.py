@@ -122,12 +122,19 @@ class CortexM4(Core):
         uc.mmio_map(SCS_BASE, SCS_SIZE, self._scs_read, None, self._scs_write, None)
 
     def _scs_read(self, uc: Uc, offset: int, size: int, _ud: object) -> int:
-        with self._mmio_lock:
-            return self.nvic.read(offset)
+        return self._mmio_access((1, 0, offset, size, 0), lambda: self.nvic.read(offset))
 
     def _scs_write(self, uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
-        with self._mmio_lock:
+        # Through _mmio_access like every MMIO write: a repeated ICPR write after a rollback
+        # would clear a line pended in between.
+        wake = False
+
+        def write() -> int:
+            nonlocal wake
             wake = self.nvic.write(offset, value)
+            return 0
+
+        self._mmio_access((1, 1, offset, size, value), write)
         if wake:
             self.irq_changed()
 

@@ -14,12 +14,30 @@ Threads and locks:
   Lock order: ``_mmio_lock`` -> ``CoreIo.lock`` and ``_mmio_lock`` -> ``_cv``; nothing else is
   called out while holding them except ``emu_stop`` (which only sets a flag in unicorn).
 - Wake-ups: ``irq_changed()`` (any thread) bumps the generation, notifies the sleeping thread
-  and, if the core is inside ``emu_start``, stops it so the loop can enter the exception.
-  ``emu_stop`` is never called inside an MMIO callback (unicorn would then abandon the access
-  and re-execute it on resume): other threads take ``_mmio_lock`` first, and the core's own
-  thread defers its stop to the scheduler. A stop that lands in the tiny window before unicorn
-  resets its stop flag would be lost, so the scheduler re-checks 2 ms later and stops again if
-  the core has not seen that generation.
+  and, if the core is inside ``emu_start``, stops it so the loop can enter the exception. The
+  core's own thread defers that stop to the scheduler. A stop that lands in the tiny window
+  before unicorn resets its stop flag would be lost, so the scheduler re-checks 2 ms later and
+  stops again if the core has not seen that generation.
+- Every MMIO access happens exactly once (``_mmio_access``). unicorn checks for a pending stop
+  after every guest load and store and, if there is one, leaves with the pc rolled back to the
+  instruction that just made the access (``check_exit_request`` -> ``cpu_loop_exit_restore``):
+  on resume that instruction runs again and repeats its access. Any stop requested since the
+  last check counts, not only one that lands inside the callback, so holding ``_mmio_lock``
+  around ``emu_stop`` is not enough. Therefore, for an access with a side effect (any write;
+  a read that pops the mailbox FIFO or clears CTRL_RX):
+  - if a stop is pending (``_stop_pending``), the callback stops too (making the rollback
+    certain even if that stop was lost in unicorn's start window) and the access is recorded
+    with the pc unicorn rolled back to; on resume the same access from that pc is answered
+    from the record (a write is dropped, a read returns what it returned) instead of reaching
+    the device again;
+  - otherwise other threads hold back their stops (``_gap_until``) until the core's next MMIO
+    access or the end of the run, at most ``_GAP_S``: the instruction completes without a
+    rollback. A stop held back is taken at that next access (``_stop_wanted``).
+  Records are kept per pc, so an interrupt taken before the resume (its handler making
+  accesses of its own) does not lose the interrupted one. Limit: a Thumb access inside an IT
+  block has no check after it (unicorn never stops inside one), so a stop lands later; its
+  record then waits at a pc that does not repeat the access and is dropped after the next run
+  that starts there.
 - No per-instruction hooks: the loop regains control only at ``wfi`` (unicorn returns there),
   at exception returns (a fetch from the return marker), at faults and on ``emu_stop``.
   Consequence (documented in docs/virtual-soc.md): an interrupt left pending while masked is
@@ -35,6 +53,7 @@ import enum
 import errno
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +111,16 @@ _MMU_ERRORS = {
     UC_ERR_FETCH_UNALIGNED: "unaligned instruction fetch",
 }
 _RECHECK_S = 0.002
+# How long other threads hold back a stop while the instruction that made a side-effecting MMIO
+# access completes (a few instructions of C; the bound only matters if the OS parks the core's
+# thread right there, or if the firmware makes no MMIO access for that long afterwards: the
+# stop is then that much late).
+_GAP_S = 0.005
+_REPLAYS_KEPT = 8
+
+# An MMIO access: (space, is_write, offset, size, value); space 0 is the peripheral block,
+# 1 the Cortex-M SCS. ``value`` is 0 for reads.
+Access = tuple[int, int, int, int, int]
 
 
 class CoreState(enum.Enum):
@@ -119,6 +148,14 @@ class Fault:
 
 
 FaultSink = Callable[["Core", Fault], None]
+
+
+@dataclass
+class _Replay:
+    """Side-effecting MMIO accesses the instruction at a pc made before unicorn rolled it back."""
+
+    accesses: list[tuple[Access, int]]  # (access, what a read returned)
+    done: int = 0  # how many of them the repetition has answered so far
 
 
 class Core(ABC):
@@ -154,6 +191,14 @@ class Core(ABC):
         self._masked_spin_gen = -1
         self._trap: tuple[int, int] | None = None  # (intno, pc) seen by the interrupt hook
         self._mem_fault: tuple[int, int] | None = None  # (access, address) of a bad access
+        # Exactly-once MMIO (see the module docstring); guarded by _mmio_lock.
+        self._replays: dict[int, _Replay] = {}  # pc -> accesses to answer on resume
+        self._run_new: list[tuple[Access, int]] = []  # side-effecting accesses this run made
+        self._run_answered: dict[int, list[tuple[Access, int]]] = {}  # answered this run, by pc
+        self._stop_pending = False  # an emu_stop was asked for since this run began
+        self._stop_wanted = False  # one was held back: take it at the next MMIO access
+        self._gap_until = 0.0  # other threads hold back emu_stop until then
+        self.mmio_replays = 0  # repeated accesses answered from the record (tests)
         self.wfi_sleeps = 0  # counters for tests and benchmarks
         self.interrupts_taken = 0
         io.sink = self
@@ -227,6 +272,13 @@ class Core(ABC):
             self._mem_fault = None
             self.fault = None
             self.state = CoreState.RUNNING
+        with self._mmio_lock:
+            self._replays.clear()
+            self._run_new = []
+            self._run_answered = {}
+            self._stop_pending = False
+            self._stop_wanted = False
+            self._gap_until = 0.0
         self._thread = threading.Thread(target=self._run, name=f"core-{self.name}", daemon=True)
         self._thread.start()
 
@@ -242,8 +294,10 @@ class Core(ABC):
             self._cv.notify_all()
         while thread.is_alive():
             # Repeated: a stop can be lost in unicorn's start window.
+            # A halt never resumes the core: no need to hold back for a repeated access.
             with self._mmio_lock, self._cv:
                 if self._in_emu and self.uc is not None:
+                    self._stop_pending = True
                     self.uc.emu_stop()
             thread.join(0.02)
         self._thread = None
@@ -281,26 +335,33 @@ class Core(ABC):
     def _interrupt_emulation(self, gen: int) -> None:
         """Make ``emu_start`` return so the loop sees generation ``gen``.
 
-        Never from inside an MMIO callback: unicorn then abandons the access and re-executes
-        the instruction on resume (a FIFO pop or a read-to-clear would happen twice). The core's
-        own thread defers to the scheduler; other threads wait for a running callback to end
-        (``_mmio_lock``) before stopping, so the stop lands on an instruction boundary.
+        The core's own thread (inside an MMIO callback) defers to the scheduler; other threads
+        stop it now, unless an instruction that made a side-effecting MMIO access is completing
+        (then at its next access, or a little later).
         """
         if threading.current_thread() is self._thread:
             self.scheduler.call_later(0, lambda: self._recheck(gen))
             return
-        with self._mmio_lock, self._cv:
-            running = self._in_emu and self.uc is not None
-            if running:
-                assert self.uc is not None
-                self.uc.emu_stop()
-        if running:
-            self.scheduler.call_later(_RECHECK_S, lambda: self._recheck(gen))
+        self._stop_for(gen, force=True)
 
     def _recheck(self, gen: int) -> None:
+        self._stop_for(gen, force=False)
+
+    def _stop_for(self, gen: int, *, force: bool) -> None:
+        delay = _RECHECK_S
         with self._mmio_lock, self._cv:
-            if self._in_emu and self._entered_gen < gen and self.uc is not None:
+            if not self._in_emu or self.uc is None:
+                return
+            if not force and self._entered_gen >= gen:
+                return
+            hold = self._gap_until - time.monotonic()
+            if hold > 0:
+                self._stop_wanted = True  # the core's next MMIO access takes it
+                delay = hold
+            else:
+                self._stop_pending = True
                 self.uc.emu_stop()
+        self.scheduler.call_later(delay, lambda: self._recheck(gen))
 
     def request_fault(self, fault: Fault) -> None:
         """Stop the core with ``fault`` (the watchdog); registers are taken where it stopped."""
@@ -315,16 +376,14 @@ class Core(ABC):
 
     # IoSink: the peripherals call these.
     def fatal(self, code: int) -> None:
-        # On the emulation thread, inside the MMIO write. Stopping here abandons the store:
-        # unicorn leaves the pc on it (and would re-execute it on resume, which never happens),
-        # so the registers read after the stop show the very instruction that wrote FATAL.
-        assert self.uc is not None
+        # On the emulation thread, inside the MMIO write, which ends the run (_mmio_access):
+        # unicorn leaves the pc on the store, so the registers read after the stop show the
+        # very instruction that wrote FATAL. The core does not resume.
         with self._cv:
             if self._fault_req is None:
                 self._fault_req = Fault(CrashType.FATAL_ERROR,
                                         f"firmware fatal-error hook (code {code:#x})", 0,
                                         code=code, arch=self.arch)
-        self.uc.emu_stop()
 
     def watchdog_expired(self, timeout_ms: int) -> None:
         self.request_fault(Fault(CrashType.WATCHDOG,
@@ -347,12 +406,103 @@ class Core(ABC):
 
     def _mmio_read(self, uc: Uc, offset: int, size: int, _ud: object) -> int:
         with self._mmio_lock:
-            value = self.io.read(offset)
+            if self._replays or self._stop_pending or self._stop_wanted:
+                value = self._mmio_access((0, 0, offset, size, 0),
+                                          lambda: self.io.read(offset), self.io.read_changes_state)
+            else:  # the common case, kept short: nothing to repeat, no stop on its way
+                value = self.io.read(offset)
+                self._gap_until = (time.monotonic() + _GAP_S
+                                   if self.io.read_changes_state(offset, value) else 0.0)
         return value & ((1 << (8 * size)) - 1) if size < 4 else value
 
     def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
         with self._mmio_lock:
-            self.io.write(offset, value, size)
+            if self._replays or self._stop_pending or self._stop_wanted:
+                self._mmio_access((0, 1, offset, size, value),
+                                  lambda: self._io_write(offset, value, size))
+            else:  # the common case (see _mmio_read)
+                self.io.write(offset, value, size)
+                self._gap_until = time.monotonic() + _GAP_S
+
+    def _io_write(self, offset: int, value: int, size: int) -> int:
+        self.io.write(offset, value, size)
+        return 0
+
+    def _mmio_access(self, access: Access, perform: Callable[[], int],
+                     changes_state: Callable[[int, int], bool] | None = None) -> int:
+        """Run one MMIO access exactly once (module docstring); returns what a read reads.
+
+        ``changes_state(offset, result)`` says whether a read had a side effect; every write
+        has one.
+        """
+        with self._mmio_lock:
+            uc = self.uc
+            assert uc is not None
+            self._gap_until = 0.0
+            if self._stop_wanted and not self._stop_pending:
+                self._stop_wanted = False
+                self._stop_pending = True
+                uc.emu_stop()  # the stop held back: it rolls this access back
+            if self._replays:
+                pc = self.pc()
+                rec = self._replays.get(pc)
+                if rec is not None and rec.done < len(rec.accesses):
+                    expected, result = rec.accesses[rec.done]
+                    if expected == access:
+                        self.mmio_replays += 1
+                        if self._stop_pending:
+                            uc.emu_stop()  # rolled back once more, for sure: keep the record
+                        else:
+                            rec.done += 1
+                            self._run_answered.setdefault(pc, []).append((access, result))
+                            self._gap_until = time.monotonic() + _GAP_S
+                        return result
+            result = perform()
+            if access[1] or (changes_state is not None and changes_state(access[2], result)):
+                if self._stop_pending:
+                    # Make the rollback certain (the pending stop may have been lost in
+                    # unicorn's start window) and remember the access for the repetition.
+                    self._run_new.append((access, result))
+                    uc.emu_stop()
+                else:
+                    self._gap_until = time.monotonic() + _GAP_S
+            return result
+
+    def _settle_mmio(self, began: int) -> None:
+        """After a run: remember what the rolled-back instruction did, drop what completed."""
+        with self._mmio_lock:
+            self._stop_pending = False
+            self._stop_wanted = False  # the run ended: whoever held back rechecks anyway
+            self._gap_until = 0.0
+            new, self._run_new = self._run_new, []
+            answered, self._run_answered = self._run_answered, {}
+            if not new and not self._replays:
+                return
+            pc = self.pc()
+            for at in answered:
+                rec = self._replays.get(at)
+                if rec is not None and rec.done == len(rec.accesses):
+                    del self._replays[at]  # repeated in full: the instruction completed
+            if new:
+                # The last one ended the run and was rolled back to ``pc``; earlier ones (none,
+                # unless an IT block hid a check) completed. An instruction making several
+                # accesses (ldm/stm/ldrd/strd) is rolled back once per access: keep what was
+                # answered of it, unless this access repeats one of them (then it is the same
+                # instruction running again, e.g. a loop).
+                last = new[-1]
+                prefix = answered.get(pc, [])
+                if prefix and all(a[2] != last[0][2] for a, _ in prefix):
+                    accesses = [*prefix, last]
+                else:
+                    accesses = [last]
+                self._replays[pc] = _Replay(accesses)
+                while len(self._replays) > _REPLAYS_KEPT:
+                    del self._replays[next(iter(self._replays))]
+            rec = self._replays.get(began)
+            if rec is not None and pc != began and began not in answered and not new:
+                # The run started at that pc and went past it without repeating the access
+                # (an IT block's stop landed later): nothing will repeat it.
+                del self._replays[began]
 
     def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _ud: object) -> bool:
@@ -363,6 +513,8 @@ class Core(ABC):
         """Called from the architecture's interrupt hook: remember it and stop."""
         self._trap = (intno, pc)
         assert self.uc is not None
+        with self._mmio_lock:
+            self._stop_pending = True
         self.uc.emu_stop()
 
     # ---- the run loop ------------------------------------------------------------------------
@@ -432,6 +584,7 @@ class Core(ABC):
                     self._in_emu = False
                     continue
             err: Any = None
+            began = self.pc()
             try:
                 uc.emu_start(self._begin(), self.UNTIL)
             except UcError as exc:
@@ -443,6 +596,8 @@ class Core(ABC):
                                                 f"device model error: {exc}", 0))
             with self._cv:
                 self._in_emu = False
+            ended_by_access = bool(self._run_new)
+            self._settle_mmio(began)
             if err is not None:
                 return self._fault_from_error(err)
             trap, self._trap = self._trap, None
@@ -454,6 +609,8 @@ class Core(ABC):
             with self._cv:
                 if self._fault_req is not None or self._halt:
                     continue
+            if ended_by_access:  # stopped by its own MMIO access, not by a wfi before it
+                continue
             if self._after_wfi():
                 self.wfi_sleeps += 1
                 with self._cv:

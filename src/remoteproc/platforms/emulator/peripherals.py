@@ -309,6 +309,16 @@ class CoreIo:
 
     # ---- MMIO (called on the core's emulation thread) ----------------------------------------
 
+    @staticmethod
+    def read_changes_state(offset: int, value: int) -> bool:
+        """Did a read of ``offset`` that returned ``value`` change anything (a FIFO pop, the
+        read-to-clear CTRL_RX)? The core must then not let it happen twice (cpu.py)."""
+        if offset == MAILBOX + 0x00:
+            return value != EMPTY
+        if offset == MAILBOX + 0x10:
+            return value != 0
+        return False
+
     def read(self, offset: int) -> int:
         block, reg = offset & ~0xFFF, offset & 0xFFF
         with self.lock:
