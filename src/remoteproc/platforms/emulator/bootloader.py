@@ -6,10 +6,17 @@ address view, the tail up to ``p_memsz`` zeroed; returns the entry point) and ``
 (keeps the image of each core it booted, so the platform can restart a core the way a boot
 loader or an autonomous recovery would, without the host providing firmware).
 
+The core's address view includes the whole shared DDR, and with it the host's DMA pool, where
+every processor's carveouts, vrings and rpmsg buffers live. A segment there is refused (as the
+platform's ``da_to_va`` refuses it to the host's loader): loading it, or reloading it at an
+attach recovery, would overwrite other processors' rings while they run. The platform passes
+such windows as ``reserved``.
+
 Rules:
 - Deliberately independent of the project's ELF loader: this is "another piece of software"
   (U-Boot, TF-A) in the story of seeds 000/001, and must not share the host's bugs.
-- Errors are ``RprocError(EINVAL)`` naming the image and the program header.
+- Errors are ``RprocError(EINVAL)`` naming the image and the program header. Every segment is
+  checked before the first byte is written: a refused image leaves memory as it was.
 - No threads; starting the core is the core's business (``Core.start``).
 """
 
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from remoteproc.errors import RprocError
 
@@ -26,6 +33,7 @@ __all__ = ["BootLoader", "elf_entry", "load_elf"]
 PT_LOAD = 1
 
 Translate = Callable[[int, int], "memoryview | None"]
+Reserved = Sequence[tuple[str, int, int]]  # (what, base, size): windows no segment may touch
 
 
 def _header(image: bytes, name: str) -> tuple[str, int, int, int, int, int]:
@@ -51,9 +59,15 @@ def elf_entry(image: bytes, name: str = "image") -> int:
     return _header(image, name)[2]
 
 
-def load_elf(image: bytes, translate: Translate, name: str = "image") -> int:
-    """Copy every PT_LOAD segment to ``p_paddr`` via ``translate(da, n)``; returns e_entry."""
+def load_elf(image: bytes, translate: Translate, name: str = "image",
+             reserved: Reserved = ()) -> int:
+    """Copy every PT_LOAD segment to ``p_paddr`` via ``translate(da, n)``; returns e_entry.
+
+    A segment overlapping a ``reserved`` window, or outside the core's memory, is refused
+    before anything is written.
+    """
     _, bits, entry, phoff, phentsize, phnum = _header(image, name)
+    copies: list[tuple[memoryview, int, int, int]] = []  # (destination, offset, filesz, memsz)
     for i in range(phnum):
         off = phoff + i * phentsize
         if bits == 32:
@@ -73,11 +87,18 @@ def load_elf(image: bytes, translate: Translate, name: str = "image") -> int:
         if filesz > memsz or p_offset + filesz > len(image):
             raise RprocError(errno.EINVAL, "segment size is out of the image", file=name,
                              index=i, what="program header")
+        for what, base, size in reserved:
+            if paddr < base + size and base < paddr + memsz:
+                raise RprocError(errno.EINVAL, f"segment [{paddr:#x}, {paddr + memsz:#x}) "
+                                 f"overlaps {what} [{base:#x}, {base + size:#x})", file=name,
+                                 index=i, da=paddr, what="program header")
         dst = translate(paddr, memsz)
         if dst is None:
             raise RprocError(errno.EINVAL, f"segment does not fit the core's memory "
                              f"({memsz:#x} bytes)", file=name, index=i, da=paddr,
                              what="program header")
+        copies.append((dst, p_offset, filesz, memsz))
+    for dst, p_offset, filesz, memsz in copies:
         dst[:filesz] = image[p_offset : p_offset + filesz]
         if memsz > filesz:
             dst[filesz:] = bytes(memsz - filesz)
@@ -87,12 +108,13 @@ def load_elf(image: bytes, translate: Translate, name: str = "image") -> int:
 class BootLoader:
     """Remembers what it booted on each core so a restart needs no host firmware."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserved: Reserved = ()) -> None:
         self.images: dict[str, tuple[str, bytes]] = {}
+        self.reserved = tuple(reserved)
 
     def boot(self, core_name: str, name: str, image: bytes, translate: Translate) -> int:
         """Load ``image`` for ``core_name``; returns the entry point (the caller starts it)."""
-        entry = load_elf(image, translate, name)
+        entry = load_elf(image, translate, name, self.reserved)
         self.images[core_name] = (name, image)
         return entry
 
@@ -101,7 +123,7 @@ class BootLoader:
         if core_name not in self.images:
             raise RprocError(errno.ENOENT, f"{core_name}: the boot loader never booted it")
         name, image = self.images[core_name]
-        return load_elf(image, translate, name)
+        return load_elf(image, translate, name, self.reserved)
 
     def forget(self, core_name: str) -> None:
         self.images.pop(core_name, None)

@@ -294,7 +294,10 @@ class EmulatedProcessor:
         """The boot loader restarts its image; ``keep_table`` = (da, bytes) survives it."""
         self.core.stop()
         self.io.reset(clear_rsc=True)
-        entry = self.platform.bootloader.reload(self.name, self.amap.translate)
+        try:
+            entry = self.platform.bootloader.reload(self.name, self.amap.translate)
+        except RprocError as exc:
+            raise self.platform.machine_error(self.spec, exc) from None
         if keep_table is not None:
             da, data = keep_table
             view = self.amap.translate(da, len(data))
@@ -374,7 +377,9 @@ class EmulatorPlatform:
                              dma_size=spec.dma_size)
         self.scheduler = Scheduler(f"{spec.name}-sched")
         self.dispatcher = Dispatcher(f"{spec.name}-irq")
-        self.bootloader = BootLoader()
+        # The boot loader never writes into the host's DMA pool (bootloader.py).
+        self.bootloader = BootLoader(reserved=[("the host's DMA pool", spec.dma_base,
+                                                spec.dma_size)])
         self.processors: dict[str, EmulatedProcessor] = {}
         try:
             for c in spec.cores:
@@ -426,10 +431,12 @@ class EmulatorPlatform:
                 proc.boot_preloaded(proc.spec.firmware,
                                     self._read_image(proc.spec.firmware, host))
             except RprocError as exc:
-                # The image comes from the machine description: name its file and key.
-                why = f"{exc.location}: {exc.message}" if exc.location else exc.message
-                raise RprocError(exc.errno, f"{self.spec.source}: core[{proc.spec.index}]."
-                                 f"firmware: {why}") from None
+                raise self.machine_error(proc.spec, exc) from None
+
+    def machine_error(self, core: CoreSpec, exc: RprocError) -> RprocError:
+        """``exc`` about a core's boot-loader image, naming the machine file and its key."""
+        why = f"{exc.location}: {exc.message}" if exc.location else exc.message
+        return RprocError(exc.errno, f"{self.spec.source}: core[{core.index}].firmware: {why}")
 
     def _read_image(self, name: str, host: Host | None) -> bytes:
         # The boot loader reads its own storage: the host's firmware path, then the bundled
