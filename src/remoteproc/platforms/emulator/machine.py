@@ -30,6 +30,10 @@ console, timer, watchdog and system control windows are at the fixed addresses o
 Rules:
 - Every error is ``RprocError(EINVAL)`` whose message names the file and the key, e.g.
   ``default.toml: core[1].cpu: unknown cpu 'z80' (expected one of ...)``.
+- At most ``MAX_CORES`` (64) processors: the kernel's remoteproc character devices have
+  ``NUM_RPROC_DEVICES`` = 64 minors.
+- One core's address map has no overlaps: its memory regions (given or default, with distinct
+  names), the DDR window, the peripheral block and, on Cortex-M, the SCS.
 - Parsing is pure: no emulator, no memory, no threads (the platform builds those).
 """
 
@@ -49,6 +53,7 @@ __all__ = [
     "BOOT_MODES",
     "CPU_TYPES",
     "DEFAULT_MACHINE",
+    "MAX_CORES",
     "MMIO_BASE",
     "MMIO_SIZE",
     "CoreSpec",
@@ -69,6 +74,8 @@ MMIO_SIZE = 0x5000
 SCS_BASE = 0xE000_E000
 SCS_SIZE = 0x1000
 _PAGE = 0x1000
+# The kernel's NUM_RPROC_DEVICES: minors of the remoteproc character devices (/dev/remoteprocN).
+MAX_CORES = 64
 
 
 @dataclass(frozen=True)
@@ -212,9 +219,16 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
     if dma_base < ddr_base or dma_base + dma_size > ddr_base + ddr_size or dma_size == 0:
         raise d.fail("dma_base", "the DMA pool must be a non-empty part of the DDR window")
 
+    if _overlaps((ddr_base, ddr_size), (MMIO_BASE, MMIO_SIZE)):
+        raise d.fail("base", f"the DDR window [{ddr_base:#x}, {ddr_base + ddr_size:#x}) "
+                     f"overlaps the peripheral block at {MMIO_BASE:#x}")
+
     cores_raw = doc.get("core", [])
     if not isinstance(cores_raw, list) or not cores_raw:
         raise top.fail("core", "expected at least one [[core]] table")
+    if len(cores_raw) > MAX_CORES:
+        raise top.fail("core", f"{len(cores_raw)} processors, at most {MAX_CORES} "
+                       "(NUM_RPROC_DEVICES: the remoteproc character devices have 64 minors)")
     cores: list[CoreSpec] = []
     seen: set[str] = set()
     for i, ct in enumerate(cores_raw):
@@ -232,9 +246,20 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
         recovery = c.str_("recovery", choices=RECOVERY_MODES) or "reload"
         if boot in ("auto", "preloaded") and firmware is None:
             raise c.fail("firmware", f"boot = {boot!r} needs a firmware image name")
+        fixed = [("mmio", MMIO_BASE, MMIO_SIZE), ("ddr", ddr_base, ddr_size)]
+        if cpu.startswith("cortex"):
+            if _overlaps((ddr_base, ddr_size), (SCS_BASE, SCS_SIZE)):
+                raise c.fail("cpu", f"{cpu}'s system control space at {SCS_BASE:#x} is inside "
+                             f"the DDR window [{ddr_base:#x}, {ddr_base + ddr_size:#x})")
+            fixed.append(("scs", SCS_BASE, SCS_SIZE))
         mem_raw = ct.get("memory")
         mems: list[MemorySpec] = []
         if mem_raw is None:
+            for ms in DEFAULT_MEMORY:
+                for oname, oda, osize in fixed:
+                    if _overlaps((ms.da, ms.size), (oda, osize)):
+                        raise c.fail("memory", f"the default region {ms.name!r} at "
+                                     f"{ms.da:#x} overlaps {oname}: give the core's memory")
             mems = list(DEFAULT_MEMORY)
         else:
             if not isinstance(mem_raw, list) or not mem_raw:
@@ -246,15 +271,15 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
                 r.check_keys({"name", "da", "size"})
                 ms = MemorySpec(r.req_str("name"), r.int_("da", page=True),
                                 r.int_("size", page=True))
+                for k, other in enumerate(mems):
+                    if other.name == ms.name:
+                        raise r.fail("name", f"duplicate region name {ms.name!r} (also "
+                                     f"core[{i}].memory[{k}])")
                 if ms.size == 0:
                     raise r.fail("size", "must not be 0")
                 if ms.da + ms.size > 1 << 32:
                     raise r.fail("size", "the region must end below 4 GiB")
-                fixed = [("mmio", MMIO_BASE, MMIO_SIZE), ("ddr", ddr_base, ddr_size)]
-                if cpu.startswith("cortex"):
-                    fixed.append(("scs", SCS_BASE, SCS_SIZE))
-                fixed += [(o.name, o.da, o.size) for o in mems]
-                for oname, oda, osize in fixed:
+                for oname, oda, osize in [*fixed, *((o.name, o.da, o.size) for o in mems)]:
                     if _overlaps((ms.da, ms.size), (oda, osize)):
                         raise r.fail("da", f"region {ms.name!r} at {ms.da:#x} overlaps {oname}")
                 mems.append(ms)
