@@ -46,13 +46,17 @@ class Model:
     def firmware_ok(self) -> bool:
         return self.name_ok and self.file_present
 
-    def recover(self) -> None:
+    def recover(self) -> int:
+        """Recover a CRASHED processor; the errno ``rproc_trigger_recovery`` returns (the crash
+        worker and the sysfs/debugfs writers ignore it, a direct caller sees it)."""
         if self.attach_on_recovery and self.attached_boot:
             self.state = State.ATTACHED
         elif self.attached_boot or self.firmware_ok:
             self.state = State.RUNNING
         else:  # recovery fails: our fix leaves it OFFLINE with power 0
             self.state, self.power, self.attached_boot = State.OFFLINE, 0, False
+            return errno.ENOENT
+        return 0
 
     def apply(self, op: str) -> int:
         """Predict ``op``; returns the expected errno (0 for success)."""
@@ -93,9 +97,7 @@ class Model:
                     self.recover()
             return 0
         if op == "recover":
-            if s is State.CRASHED:
-                self.recover()
-            return 0
+            return self.recover() if s is State.CRASHED else 0
         if op in ("fw_ok", "fw_missing"):
             if s is not State.OFFLINE:
                 return errno.EBUSY
