@@ -366,3 +366,31 @@ def test_platform_refuses_to_prepare_after_close() -> None:
     with pytest.raises(RprocError):
         rproc.boot()
     rproc.close()
+
+
+@pytest.mark.parametrize("arch", ["m4", "rv32"])
+def test_a_crash_the_host_asked_for_still_dumps_registers(
+        build: Callable[..., tuple[Host, EmulatorPlatform]], tmp_path: Path, arch: str) -> None:
+    # debugfs `crash` reports a crash with no registers; the dump is taken after recovery has
+    # halted the core, so gdb must still see where it was (the echo firmware idles in sleep).
+    cpu = "cortex-m4" if arch == "m4" else "rv32imac"
+    _host, plat = build([("c", cpu, "auto", f"rpmsg-echo-{arch}.elf", "reload")])
+    rproc = plat["c"].rproc
+    assert rproc is not None
+    wait_until(lambda: rproc.state is State.RUNNING, what="boot")
+    rproc.set_coredump(DumpConf.ENABLED)
+    store = rproc.coredump_store
+    before = set(store.list())
+    rproc.report_crash(CrashType.WATCHDOG)  # no regs: what the debugfs crash file does
+    wait_until(lambda: set(store.list()) - before != set(), what="coredump")
+    (n,) = set(store.list()) - before
+    core_file = tmp_path / "core"
+    core_file.write_bytes(store.read(n, 0, store.info(n).size))
+    out = subprocess.run(
+        ["gdb-multiarch", "-batch", "-nx", "-ex", "info registers pc", "-ex", "bt 1",
+         str(FW_DIR / f"rpmsg-echo-{arch}.elf"), str(core_file)],
+        capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert "Couldn't find general-purpose registers" not in text, text
+    assert re.search(r"pc\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <\w+", text), text
+    assert echo(rproc, b"after") == b"after"

@@ -176,6 +176,7 @@ class EmulatedProcessor:
             da_to_va=self._da_to_va,
             get_loaded_rsc_table=self._get_loaded_rsc_table,
             panic=self._panic,
+            coredump=self._coredump,
             # The ELF defaults, with load wrapped to remember the image for crash reports.
             load=self._load,
             parse_fw=elf_ops.rproc_elf_load_rsc_table,
@@ -212,6 +213,14 @@ class EmulatedProcessor:
     def _stop(self, rproc: Rproc) -> None:
         self.core.stop()
         self.io.reset(clear_rsc=True)
+
+    def _coredump(self, rproc: Rproc) -> None:
+        """The default ELF core, with registers even for a crash the host asked for (debugfs
+        ``crash``): a fault brings its own registers; otherwise recovery has halted the core by
+        now and its registers are where it was when the host stopped it."""
+        if rproc.crash_regs is None and self.core.uc is not None:
+            rproc.crash_regs = {"arch": self.spec.arch, **self.core.read_regs()}
+        coredump.rproc_coredump(rproc)
 
     def _attach(self, rproc: Rproc) -> None:
         if self.core.running:
