@@ -198,7 +198,8 @@ class EmulatedProcessor:
                 coredump.add_segment(rproc, region.da, region.size)
 
     def _unprepare(self, rproc: Rproc) -> None:
-        pass
+        """Nothing to undo: memory stays mapped for the platform's life, and the core's
+        resource cleanup already dropped the coredump segments ``prepare`` added."""
 
     def _load(self, rproc: Rproc, fw: Firmware) -> None:
         self.core.stop()  # a recovery reload must not write under a running core
