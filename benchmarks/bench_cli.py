@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 def _three_mb_elf(path: Path) -> None:
     from elfbuild import Seg, build_elf
 
-    from remoteproc.core.rsc_table import TableBuilder
+    from remoteproc.firmware.rsc_table import TableBuilder
 
     table = TableBuilder(offset_slots=8)
     table.add_trace(0x2000_1000, 0x1000, "trace")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
-from remoteproc.core.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
+from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.core.states import State
 from remoteproc.platforms.sim import SimPlatform, build_image
 

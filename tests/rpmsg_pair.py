@@ -14,7 +14,7 @@ What it builds:
   nothing wrote around it.
 - a resource table at offset 0 with one ``fw_rsc_vdev`` (two vrings, notify ids 0 and 1), the two
   rings, then a DMA pool for the rpmsg buffers;
-- ``FakeVdev``: the host's ``VirtioDevice`` over that table (what ``virtio/rproc_vdev.py`` does
+- ``FakeVdev``: the host's ``VirtioDevice`` over that table (what ``core/virtio.py`` does
   for a real processor), creating ``DriverQueue``s in ``find_vqs``;
 - the host driver probed on it (``pair.bus``) and an ``RpmsgRemote`` on the same memory
   (``pair.remote``).
@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from remoteproc.core.rsc_table import RSC_HDR_SIZE, TableBuilder, Vdev
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import RSC_HDR_SIZE, TableBuilder, Vdev
 from remoteproc.rpmsg.endpoint import Channel
 from remoteproc.rpmsg.remote import RpmsgRemote
 from remoteproc.rpmsg.virtio_rpmsg_bus import RpmsgBus, virtio_rpmsg_driver

@@ -15,8 +15,8 @@ from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.core.states import State
+from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.platforms.sim import SimPlatform, build_image
 
 TABLE_DA = 0x0000_8000

@@ -24,8 +24,8 @@ from remoteproc.client.root import AbiRoot
 from remoteproc.client.rpmsg import channel_device
 from remoteproc.client.rproc import RemoteProc
 from remoteproc.core.host import Host
-from remoteproc.core.rsc_table import RSC_HDR_SIZE
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import RSC_HDR_SIZE
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote, echo
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from remoteproc import uapi
-from remoteproc.client.root import AbiRoot, owner_rproc
+from remoteproc.client.base import owner_rproc
+from remoteproc.client.root import AbiRoot
 from remoteproc.client.rpmsg import channels, endpoint_devices, format_addr
 from remoteproc.client.rproc import parse_crash_type
 from remoteproc.client.watch import GONE, StateWatcher

@@ -10,9 +10,9 @@ from test_core_support import TABLE_DA, EventLog, Rig, assert_clean, image, rig
 
 from remoteproc.core.events import EventKind
 from remoteproc.core.host import Host
-from remoteproc.core.rsc_table import Carveout, ResourceTable
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import Carveout, ResourceTable
 from remoteproc.platforms.sim import RecordingSubdev, SimPlatform
 
 IMG = image()

@@ -22,9 +22,9 @@ from test_core_support import (
 )
 
 from remoteproc.core.host import Host
-from remoteproc.core.rsc_table import Carveout, ResourceTable, TableBuilder, Vdev
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import Carveout, ResourceTable, TableBuilder, Vdev
 from remoteproc.platforms.sim import RecordingSubdev, SimPlatform
 
 FW_BOOT = ["sanity_check", "prepare", "parse_fw", "load", "find_loaded_rsc_table"]

@@ -11,10 +11,15 @@ import pytest
 from test_core_support import ANY, TABLE_DA, LogCapture, assert_clean, image, rig
 
 from remoteproc.core.memory import MemEntry
-from remoteproc.core.ops import RSC_HANDLED, RSC_IGNORED
-from remoteproc.core.rsc_table import Carveout, ResourceTable, TableBuilder
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import (
+    RSC_HANDLED,
+    RSC_IGNORED,
+    Carveout,
+    ResourceTable,
+    TableBuilder,
+)
 
 
 @pytest.fixture

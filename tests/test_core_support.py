@@ -11,8 +11,8 @@ from typing import Any
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.core.states import State
+from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.platforms.sim import SimPlatform, build_image
 
 ANY = FW_RSC_ADDR_ANY

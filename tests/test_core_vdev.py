@@ -13,10 +13,10 @@ import pytest
 from test_core_support import ANY, EventLog, LogCapture, Rig, image, rig
 
 from remoteproc.core.events import EventKind
-from remoteproc.core.rsc_table import ResourceTable, TableBuilder, Vdev
 from remoteproc.core.states import State
+from remoteproc.core.virtio import RprocVirtioDevice, transport_features
+from remoteproc.firmware.rsc_table import ResourceTable, TableBuilder, Vdev
 from remoteproc.virtio import bus
-from remoteproc.virtio.rproc_vdev import RprocVirtioDevice, transport_features
 from remoteproc.virtio.vring import DeviceQueue
 
 TEST_ID = 0x7E57  # a device id no real driver claims

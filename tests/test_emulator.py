@@ -25,7 +25,7 @@ from remoteproc.platforms.emulator import (
     load_machine,
     parse_machine,
 )
-from remoteproc.platforms.emulator.cpu import CoreState
+from remoteproc.platforms.emulator.cores.cpu import CoreState
 from remoteproc.rpmsg import registry
 
 FW_DIR = Path(__file__).resolve().parents[1] / "src" / "remoteproc" / "data" / "firmware"

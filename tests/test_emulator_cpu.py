@@ -24,7 +24,7 @@ from test_emulator_support import (
 from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
-from remoteproc.platforms.emulator.cpu import CoreState
+from remoteproc.platforms.emulator.cores.cpu import CoreState
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region
 
 ARCHES = ["m4", "rv32", "rv64"]

@@ -28,7 +28,7 @@ from remoteproc.core.host import Host
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
-from remoteproc.platforms.emulator.cpu import CoreState
+from remoteproc.platforms.emulator.cores.cpu import CoreState
 
 FW_DIR = Path(__file__).resolve().parents[1] / "src" / "remoteproc" / "data" / "firmware"
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from remoteproc.core import rsc_table as rt
+from remoteproc.firmware import rsc_table as rt
 from remoteproc.firmware.check import check_firmware
 from remoteproc.firmware.elf import Firmware
 from remoteproc.firmware.fwmap import build_map, layout, to_svg

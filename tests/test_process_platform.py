@@ -23,9 +23,9 @@ import pytest
 
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import ResourceTable, Vdev
 from remoteproc.core.states import Feature, State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import ResourceTable, Vdev
 from remoteproc.platforms.process import (
     DEFAULT_LAYOUT,
     DEFAULT_SHM_NAME,
@@ -509,7 +509,7 @@ def test_remote_exits_on_sigterm_and_removes_its_socket() -> None:
 
 
 def test_table_size_counts_every_known_entry_and_stops_at_unknown_ones() -> None:
-    from remoteproc.core.rsc_table import TableBuilder
+    from remoteproc.firmware.rsc_table import TableBuilder
 
     tb = TableBuilder(NATIVE_BYTEORDER)
     tb.add_carveout(0x1000, 0x1000, 0x1000, name="text")

@@ -17,8 +17,8 @@ from test_core_support import TABLE_DA, image
 
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import RSC_HDR_SIZE, TableBuilder
 from remoteproc.core.states import State
+from remoteproc.firmware.rsc_table import RSC_HDR_SIZE, TableBuilder
 from remoteproc.platforms.sim import SimPlatform
 from remoteproc.rpmsg import Channel, RpmsgListener, registry
 from remoteproc.rpmsg.remote import RpmsgRemote, echo

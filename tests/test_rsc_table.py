@@ -1,4 +1,4 @@
-"""The resource-table codec (core/rsc_table.py) against spec §5 and the debugfs format of §2.2.
+"""The resource-table codec (firmware/rsc_table.py) against spec §5 and the debugfs format of §2.2.
 
 Expected bytes and offsets are written out from the spec's layout tables with ``struct.pack``, not
 taken from the codec, so a wrong field offset in the codec's declarations fails here.
@@ -12,8 +12,9 @@ import struct
 
 import pytest
 
-from remoteproc.core import rsc_table as rt
-from remoteproc.core.rsc_table import (
+from remoteproc.errors import RprocError
+from remoteproc.firmware import rsc_table as rt
+from remoteproc.firmware.rsc_table import (
     FW_RSC_ADDR_ANY,
     Carveout,
     Devmem,
@@ -27,7 +28,6 @@ from remoteproc.core.rsc_table import (
     parse_entry,
     rsc_type_name,
 )
-from remoteproc.errors import RprocError
 
 BOTH = pytest.mark.parametrize("bo", ["<", ">"])
 

@@ -16,7 +16,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remoteproc.core.rsc_table import (
+from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import (
     FW_RSC_ADDR_ANY,
     Carveout,
     Devmem,
@@ -29,7 +30,6 @@ from remoteproc.core.rsc_table import (
     format_resource_table,
     parse_entry,
 )
-from remoteproc.errors import RprocError
 
 FUZZ = settings(max_examples=200, deadline=None)
 SENTINEL = b"\xa5" * 32

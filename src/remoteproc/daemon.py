@@ -16,7 +16,8 @@ Rules:
   (``Host.close``: whatever the power count), the machine is closed, then the tree, then the
   mount is unmounted (lazily, aborting the FUSE connection, when files are still open). Exit
   status 0 after a signal.
-- ``--machine`` defaults to the bundled virtual SoC (``data/machines/default.toml``), built by
+- ``--machine`` defaults to the bundled virtual SoC
+  (``platforms/emulator/machines/default.toml``), built by
   the emulator platform; ``--sim NAME`` (repeatable) adds an in-memory processor instead, with a
   sim firmware image, which needs no emulator (tests, benchmarks, trying the ABI out).
 - The firmware search path is ``--firmware-dir`` (``lib/firmware`` in the mount links to it;
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import shutil
 import signal
@@ -45,20 +45,21 @@ from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
+from remoteproc.platforms.emulator import load_machine
+from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE
 
 __all__ = ["DEFAULT_MACHINE", "Daemon", "load_machine", "main", "sim_image"]
 
 log = logging.getLogger("remoteproc.rprocd")
 
 _DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_MACHINE = _DATA / "machines" / "default.toml"
 BUNDLED_FIRMWARE = _DATA / "firmware"
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def sim_image() -> bytes:
     """A sim firmware image with a carveout and a trace buffer that reads "hello from sim"."""
-    from remoteproc.core.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
+    from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
     from remoteproc.platforms.sim import build_image
 
     tb = TableBuilder()
@@ -66,31 +67,6 @@ def sim_image() -> bytes:
     tb.add_trace(0x2000_0100, 0x100, name="trace0")
     return build_image([(0x0, b"\0" * 256), (0x2000_0100, b"hello from sim\n\0")],
                        rsc_table=tb.build(), rsc_da=0x8000, entry=0x101)
-
-
-def load_machine(path: Path, host: Host) -> Any:
-    """Build the machine described by ``path`` with the emulator platform and register its
-    processors with ``host``. Returns an object to ``close()`` at exit (or None).
-
-    Contract with ``remoteproc.platforms.emulator``: a ``load_machine(path, host)`` function,
-    or a ``Machine`` class with ``from_toml(path)`` / ``load(path)`` and ``register(host)``.
-    """
-    try:
-        emulator = importlib.import_module("remoteproc.platforms.emulator")
-    except ImportError as exc:  # pragma: no cover - the package is part of the project
-        raise RprocError(2, f"the emulator platform is not available: {exc}") from exc
-    fn = getattr(emulator, "load_machine", None)
-    if callable(fn):
-        return fn(path, host)
-    machine_cls = getattr(emulator, "Machine", None)
-    if machine_cls is not None:
-        ctor = getattr(machine_cls, "from_toml", None) or getattr(machine_cls, "load", None)
-        if ctor is not None:
-            machine = ctor(path)
-            machine.register(host)
-            return machine
-    raise RprocError(38, "the emulator platform cannot load machines yet "
-                         "(no load_machine / Machine.from_toml); use --sim NAME")
 
 
 class Daemon:

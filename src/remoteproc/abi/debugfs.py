@@ -25,9 +25,9 @@ from remoteproc.abi.kstr import kstrtouint, strncmp_eq
 from remoteproc.abi.node import Attribute, Dir, Node, Request
 from remoteproc.core.coredump import DumpConf
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import format_resource_table
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import format_resource_table
 
 __all__ = ["format_carveouts", "rproc_debug_dir"]
 

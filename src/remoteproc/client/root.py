@@ -25,167 +25,13 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
 
+from remoteproc.client.base import explain, numbered
+from remoteproc.client.rproc import RemoteProc
 from remoteproc.errors import RprocError
 
-if TYPE_CHECKING:
-    from remoteproc.client.rproc import RemoteProc
-
-__all__ = [
-    "AbiRoot",
-    "explain",
-    "read_attr",
-    "read_bytes",
-    "write_attr",
-]
-
-_RPROC_RE = re.compile(r"remoteproc(\d+)$")
-
-
-def explain(exc: OSError, path: Path, doing: str, hint: str | None = None) -> RprocError:
-    """``exc`` from ``doing`` (``"read"``, ``"write 'start' to"``...) on ``path`` as an
-    ``RprocError`` a user can act on; ``hint`` replaces the generic advice for ENOENT."""
-    code = exc.errno or errno.EIO
-    reason = os.strerror(code)
-    if code in (errno.EACCES, errno.EPERM):
-        if os.geteuid() != 0:
-            advice = "permission denied: run as root (sudo)"
-        else:
-            advice = ("permission denied even for root: the platform driver made this file "
-                      "read-only (sysfs_read_only)")
-        return RprocError(code, f"cannot {doing} it: {advice}", file=str(path))
-    if code == errno.ENOENT:
-        return RprocError(code, hint or f"cannot {doing} it: it does not exist", file=str(path))
-    return RprocError(code, f"cannot {doing} it: {reason}", file=str(path))
-
-
-def read_bytes(path: Path, doing: str = "read", hint: str | None = None) -> bytes:
-    """The whole file, read with ``read()`` calls until EOF (sysfs and debugfs report no size)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise explain(exc, path, doing, hint) from None
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise explain(exc, path, doing, hint) from None
-    finally:
-        os.close(fd)
-
-
-def read_attr(path: Path, hint: str | None = None) -> str:
-    """A sysfs/debugfs text attribute without its trailing newline."""
-    return read_bytes(path, "read", hint).decode("utf-8", "replace").rstrip("\n")
-
-
-def write_attr(path: Path, data: bytes, hint: str | None = None,
-               why: Callable[[int], str | None] | None = None) -> None:
-    """One ``write()`` of exactly ``data``; the kernel's errno comes back as ``RprocError``.
-
-    ``why(errno)`` may explain an error of the write itself (the kernel refusing the request,
-    as opposed to the file being absent or forbidden); its text becomes the message."""
-    doing = f"write {data.decode('utf-8', 'replace').rstrip()!r} to"
-    try:
-        # O_TRUNC as the shell's `echo word > file`: sysfs and debugfs ignore it
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    except OSError as exc:
-        raise explain(exc, path, doing, hint) from None
-    try:
-        written = os.write(fd, data)
-    except OSError as exc:
-        text = why(exc.errno) if why is not None and exc.errno else None
-        if text:
-            raise RprocError(exc.errno or errno.EIO, text, file=str(path)) from None
-        raise explain(exc, path, doing, hint) from None
-    finally:
-        os.close(fd)
-    if written != len(data):
-        raise RprocError(errno.EIO, f"short write: {written} of {len(data)} bytes", file=str(path))
-
-
-def _numbered(directory: Path, prefix: str) -> list[tuple[int, Path]]:
-    """``prefixN`` entries of ``directory`` sorted by N (``remoteproc10`` after ``remoteproc9``)."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)$")
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        m = pattern.match(name)
-        if m:
-            found.append((int(m.group(1)), directory / name))
-    return sorted(found)
-
-
-def _innermost_rproc(parts: tuple[str, ...]) -> str | None:
-    owner = None
-    for part in parts:
-        if _RPROC_RE.match(part):
-            owner = part  # the innermost remoteprocN on the path
-    return owner
-
-
-def owner_rproc(entry: Path) -> str | None:
-    """The ``remoteprocN`` a sysfs device belongs to, or None when sysfs does not say.
-
-    On a board a class entry (``/sys/class/rpmsg/rpmsg0``) or a bus entry is a link into
-    ``/sys/devices/.../remoteprocN/...``, and a ``device`` link inside an entry
-    (devcoredump's ``failing_device`` is such a link itself) leads there too. Both are
-    followed to their real path; only the part below the entry's own directory counts, so a
-    root that happens to contain "remoteproc0" in its name cannot fool it."""
-    base = os.path.realpath(entry.parent)
-    for candidate in (entry, entry / "device"):
-        if not os.path.islink(candidate):
-            continue
-        real = os.path.realpath(candidate)
-        rel = os.path.relpath(real, os.path.commonpath([real, base]))
-        owner = _innermost_rproc(Path(rel).parts)
-        if owner is not None:
-            return owner
-        # a relative link whose target is outside this tree (a fake tree, a moved copy):
-        # the link text itself still names the device path
-        owner = _innermost_rproc(Path(os.readlink(candidate)).parts)
-        if owner is not None:
-            return owner
-    return None
-
-
-class FdOwner:
-    """An object that owns one open file descriptor of the ABI (``/dev/remoteprocN``,
-    ``/dev/rpmsg_ctrlN``, ``/dev/rpmsgN``): ``close()`` closes it once, the object is a context
-    manager, and a forgotten one is closed when collected (the kernel's release runs then)."""
-
-    _fd: int = -1
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
-
+__all__ = ["AbiRoot"]
 
 class AbiRoot:
     """The remoteproc ABI under ``root`` (``/`` on a board, rprocd's mount point otherwise).
@@ -223,11 +69,9 @@ class AbiRoot:
 
     def processors(self) -> list[RemoteProc]:
         """Every ``remoteprocN`` in index order; RprocError(ENOENT) without the class."""
-        from remoteproc.client.rproc import RemoteProc
-
         if not self.class_dir.is_dir():
             raise RprocError(errno.ENOENT, self._no_class_hint(), file=str(self.class_dir))
-        return [RemoteProc(self, n) for n, _ in _numbered(self.class_dir, "remoteproc")]
+        return [RemoteProc(self, n) for n, _ in numbered(self.class_dir, "remoteproc")]
 
     def processor(self, which: str | int | None = None) -> RemoteProc:
         """``0``, ``"0"``, ``"remoteproc0"`` or a processor ``name``; None means "the only one"."""
@@ -285,7 +129,7 @@ class AbiRoot:
                          "(the remoteproc core is not loaded)", file=str(self.debugfs_dir))
 
     def numbered(self, directory: Path, prefix: str) -> list[tuple[int, Path]]:
-        return _numbered(directory, prefix)
+        return numbered(directory, prefix)
 
     def mount_type(self) -> str | None:
         """The filesystem type mounted exactly at the root (``fuse.rprocd``...), from

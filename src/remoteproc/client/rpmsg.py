@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from remoteproc.client.root import AbiRoot, FdOwner, explain, owner_rproc
+from remoteproc.client.base import FdOwner, explain, owner_rproc
+from remoteproc.client.root import AbiRoot
 from remoteproc.errors import RprocError
 from remoteproc.uapi import (
     RPMSG_ADDR_ANY,

@@ -27,18 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from remoteproc.client.root import (
-    AbiRoot,
+from remoteproc.client.base import (
     explain,
     owner_rproc,
     read_attr,
     read_bytes,
     write_attr,
 )
+from remoteproc.client.session import Session
+from remoteproc.client.watch import StateWatcher
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
-    from remoteproc.client.session import Session
+    from remoteproc.client.root import AbiRoot
 
 __all__ = ["COREDUMP_MODES", "CRASH_TYPES", "RECOVERY_WORDS", "Coredump", "RemoteProc",
            "parse_crash_type"]
@@ -358,16 +359,12 @@ class RemoteProc:
 
     def session(self, *, shutdown_on_release: bool | None = True) -> Session:
         """Open ``/dev/remoteprocN``: see ``Session``."""
-        from remoteproc.client.session import Session
-
         return Session(self, shutdown_on_release=shutdown_on_release)
 
     # -- waiting
 
     def wait_state(self, want: str | tuple[str, ...], timeout: float = 10.0) -> str:
         """Wait until the state is one of ``want``; ETIMEDOUT names the state it stayed in."""
-        from remoteproc.client.watch import StateWatcher
-
         wanted = (want,) if isinstance(want, str) else want
         with StateWatcher([self]) as watcher:
             return watcher.wait_for(self, wanted, timeout)

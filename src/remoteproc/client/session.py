@@ -20,14 +20,10 @@ import errno
 import fcntl
 import os
 import struct
-from typing import TYPE_CHECKING
 
-from remoteproc.client.root import FdOwner, explain
+from remoteproc.client.base import FdOwner, ProcessorFiles, explain
 from remoteproc.errors import RprocError
 from remoteproc.uapi import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
-
-if TYPE_CHECKING:
-    from remoteproc.client.rproc import RemoteProc
 
 __all__ = ["Session"]
 
@@ -42,7 +38,7 @@ class Session(FdOwner):
     False clears it, None leaves it as the processor has it (it is per processor).
     """
 
-    def __init__(self, proc: RemoteProc, *, shutdown_on_release: bool | None = True) -> None:
+    def __init__(self, proc: ProcessorFiles, *, shutdown_on_release: bool | None = True) -> None:
         self.proc = proc
         self.path = proc.cdev
         hint = (f"{self.path} does not exist: this kernel was built without "

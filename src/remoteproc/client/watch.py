@@ -24,8 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from remoteproc.client.root import explain
-from remoteproc.client.rproc import RemoteProc
+from remoteproc.client.base import ProcessorFiles, explain
 from remoteproc.errors import RprocError
 
 __all__ = ["GONE", "StateChange", "StateWatcher"]
@@ -44,7 +43,7 @@ class StateChange:
 
 
 class _Watched:
-    def __init__(self, proc: RemoteProc) -> None:
+    def __init__(self, proc: ProcessorFiles) -> None:
         self.proc = proc
         self.path = proc.sysfs / "state"
         try:
@@ -91,7 +90,7 @@ class StateWatcher:
     wake-up can delay a report when it does).
     """
 
-    def __init__(self, procs: Sequence[RemoteProc], *, interval: float = 0.2,
+    def __init__(self, procs: Sequence[ProcessorFiles], *, interval: float = 0.2,
                  notifies: bool | None = None) -> None:
         if not procs:
             raise RprocError(errno.ENODEV, "nothing to watch: no remote processor")
@@ -153,7 +152,7 @@ class StateWatcher:
         while self._watched:
             yield from self.changes()
 
-    def wait_for(self, proc: RemoteProc, wanted: tuple[str, ...], timeout: float) -> str:
+    def wait_for(self, proc: ProcessorFiles, wanted: tuple[str, ...], timeout: float) -> str:
         """Wait until ``proc``'s state is in ``wanted``; returns it, or raises ETIMEDOUT."""
         deadline = time.monotonic() + timeout
         current = self._state_of(proc)
@@ -167,7 +166,7 @@ class StateWatcher:
             current = self._state_of(proc)
         return current
 
-    def _state_of(self, proc: RemoteProc) -> str:
+    def _state_of(self, proc: ProcessorFiles) -> str:
         for w in self._watched.values():
             if w.proc == proc:
                 return w.state

@@ -29,7 +29,6 @@ Rules:
 from __future__ import annotations
 
 import atexit
-import collections
 import errno
 import logging
 import os
@@ -38,12 +37,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from remoteproc.core.events import Dispatcher, EventBus, EventKind
+from remoteproc.core.firmware_loader import (
+    DEFAULT_FIRMWARE_PATH,
+    check_firmware_name,
+    request_firmware,
+)
 from remoteproc.core.states import INITIAL_STATES, State
+from remoteproc.core.workqueue import WorkQueue
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
@@ -59,155 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("remoteproc")
-
-
-def _default_path() -> list[Path]:
-    env = os.environ.get("RPROC_FIRMWARE_PATH")
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
-    return [Path("/lib/firmware")]
-
-
-DEFAULT_FIRMWARE_PATH: list[Path] = _default_path()
-
-
-# ---- the work queue ------------------------------------------------------------------------------
-
-
-class WorkQueue:
-    """An unbound work queue: up to ``max_workers`` threads, started on demand.
-
-    ``queue(key, fn)`` is ``queue_work``: if work with the same key is pending (not yet
-    running) it is not queued twice and False is returned. ``flush()`` waits until idle;
-    ``close()`` drops pending work, lets running work finish, and joins every thread.
-    """
-
-    def __init__(self, name: str, max_workers: int = 4) -> None:
-        self.name = name
-        self.max_workers = max(1, max_workers)
-        self._cond = threading.Condition()
-        self._items: collections.deque[tuple[object, Callable[[], None]]] = collections.deque()
-        self._pending: set[object] = set()
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
-        self._running = 0
-        self._closed = False
-
-    def queue(self, key: object, fn: Callable[[], None]) -> bool:
-        with self._cond:
-            if self._closed:
-                return False
-            if key in self._pending:
-                return False
-            self._pending.add(key)
-            self._items.append((key, fn))
-            if self._idle == 0 and len(self._threads) < self.max_workers:
-                t = threading.Thread(
-                    target=self._worker,
-                    name=f"{self.name}-{len(self._threads)}",
-                    daemon=True,
-                )
-                self._threads.append(t)
-                t.start()
-            else:
-                self._cond.notify()
-            return True
-
-    def _worker(self) -> None:
-        while True:
-            with self._cond:
-                self._idle += 1
-                while not self._items and not self._closed:
-                    self._cond.wait()
-                self._idle -= 1
-                if self._closed:
-                    return
-                key, fn = self._items.popleft()
-                self._pending.discard(key)
-                self._running += 1
-            try:
-                fn()
-            except BaseException:
-                log.exception("%s: work item failed", self.name)
-            finally:
-                with self._cond:
-                    self._running -= 1
-                    self._cond.notify_all()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is queued or running; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._items or self._running:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    @property
-    def threads(self) -> int:
-        return sum(1 for t in self._threads if t.is_alive())
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._items.clear()
-            self._pending.clear()
-            self._cond.notify_all()
-            threads = list(self._threads)
-        me = threading.current_thread()
-        for t in threads:
-            if t is not me:
-                t.join()
-
-    def __enter__(self) -> WorkQueue:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-# ---- firmware ------------------------------------------------------------------------------------
-
-
-def check_firmware_name(name: str) -> None:
-    """Refuse a name that is empty, absolute, or climbs out of the search path (EINVAL)."""
-    if not name or "\0" in name:
-        raise RprocError(errno.EINVAL, f"invalid firmware name {name!r}")
-    pure = PurePosixPath(name)
-    if (
-        pure.is_absolute()
-        or name.startswith("\\")
-        or ".." in pure.parts
-        or ".." in name.split("\\")
-    ):
-        raise RprocError(errno.EINVAL, f"firmware name {name!r} escapes the firmware path")
-
-
-def request_firmware(host: Host | None, name: str) -> Firmware:
-    """``request_firmware``: built-in images first, then each folder of the search path."""
-    from remoteproc.firmware.elf import Firmware
-
-    check_firmware_name(name)
-    if host is not None:
-        data = host.builtin_firmware.get(name)
-        if data is not None:
-            return Firmware(name, data)
-        path = host.firmware_path
-    else:
-        path = DEFAULT_FIRMWARE_PATH
-    for folder in path:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return Firmware.from_file(str(candidate), name)
-    log.warning("Direct firmware load for %s failed with error %d", name, -errno.ENOENT)
-    raise RprocError(errno.ENOENT, f"firmware {name} not found in the firmware path", file=name)
 
 
 # ---- the registry --------------------------------------------------------------------------------

@@ -24,18 +24,22 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from remoteproc.errors import RprocError
 
 __all__ = [
     "FW_RSC_ADDR_ANY",
     "PAGE_SIZE",
+    "CarveoutOwner",
     "DmaPool",
+    "Mapping",
     "MemEntry",
+    "alloc_carveout",
     "check_carveout_da",
     "find_by_name",
     "page_align",
+    "release_carveout",
     "walk_da",
     "walk_pa",
 ]
@@ -259,3 +263,64 @@ class DmaPool:
 
     def __repr__(self) -> str:
         return f"DmaPool({self.name}, base={self.base:#x}, size={self.size:#x})"
+
+
+@dataclass
+class Mapping:
+    """One IOMMU mapping (``struct rproc_mem_entry`` on ``rproc->mappings``)."""
+
+    da: int
+    pa: int
+    len: int
+    flags: int = 0
+
+class CarveoutOwner(Protocol):
+    """What carveout allocation needs of a processor (an ``Rproc``), so that this module stays
+    beneath it: its device name, DMA pool, whether it has an IOMMU and its mapping list."""
+
+    dev_name: str
+    dma: DmaPool | None
+    has_iommu: bool
+    mappings: list[Mapping]
+
+
+# ---- carveout allocation (§6.2) -----------------------------------------------------------------
+
+
+def alloc_carveout(rproc: CarveoutOwner, mem: MemEntry) -> None:
+    """``rproc_alloc_carveout``: coherent memory from the processor's DMA pool."""
+    dev = rproc.dev_name
+    pool = rproc.dma
+    if pool is None:
+        log.error("%s: failed to allocate dma memory: len %#x", dev, mem.len)
+        raise RprocError(errno.ENOMEM, "failed to allocate dma memory")
+    try:
+        va, dma = pool.alloc(mem.len)
+    except RprocError:
+        log.error("%s: failed to allocate dma memory: len %#x", dev, mem.len)
+        raise
+    if mem.da != FW_RSC_ADDR_ANY and not rproc.has_iommu:
+        # Without an IOMMU the remote sees the bus address; a different request is only
+        # warned about and the requested da is kept (the kernel's behaviour).
+        if mem.da != (dma & 0xFFFFFFFF):
+            log.warning("%s: Allocated carveout doesn't fit device address request", dev)
+    elif mem.da != FW_RSC_ADDR_ANY:
+        rproc.mappings.append(Mapping(mem.da, dma, mem.len, mem.flags))
+    else:
+        if dma >> 32:
+            log.warning("%s: DMA address cast in 32bit to fit resource table format", dev)
+        mem.da = dma & 0xFFFFFFFF
+    mem.dma = dma
+    mem.va = va
+
+
+def release_carveout(rproc: CarveoutOwner, mem: MemEntry) -> None:
+    """``rproc_release_carveout``: give the memory back to the pool."""
+    if mem.va is not None and rproc.dma is not None and rproc.dma.owns(mem.dma):
+        try:
+            rproc.dma.free(mem.dma)
+        except RprocError:
+            log.warning(
+                "%s: carveout %s was not allocated from the dma pool", rproc.dev_name, mem.name
+            )
+    mem.va = None

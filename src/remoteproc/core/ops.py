@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 # passes its ``Rproc`` instance as the first argument of every op.
 Rproc = Any
 
-RSC_HANDLED = 0
-RSC_IGNORED = 1
 
 
 @dataclass

@@ -8,7 +8,7 @@ debugfs ``traceN`` data) and ``resource_cleanup`` (§6.4).
 Rules:
 - Every function here runs with the processor's lock held (called from ``rproc.py`` only) and
   touches only that processor's resource lists.
-- The byte layout is ``core/rsc_table.py``'s; handlers apply the kernel's checks in the kernel's
+- The byte layout is ``firmware/rsc_table.py``'s; handlers apply the kernel's checks in the kernel's
   order and log the kernel's ``dev_err``/``dev_warn`` messages, prefixed with the device name.
 - Failures raise ``RprocError`` with the kernel's errno; the walk stops at the first failure.
 - DIFF (documented in docs/kernel-differences.md): the walk's result is "success" when the last
@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from remoteproc.core.memory import FW_RSC_ADDR_ANY, MemEntry, check_carveout_da, find_by_name
-from remoteproc.core.ops import RSC_HANDLED
-from remoteproc.core.rsc_table import (
+from remoteproc.core.memory import (
+    FW_RSC_ADDR_ANY,
+    Mapping,
+    MemEntry,
+    alloc_carveout,
+    check_carveout_da,
+    find_by_name,
+    release_carveout,
+)
+from remoteproc.core.virtio import probe_vdev
+from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import (
     RSC_CARVEOUT,
     RSC_DEVMEM,
+    RSC_HANDLED,
     RSC_LAST,
     RSC_TRACE,
     RSC_VDEV,
@@ -42,32 +51,18 @@ from remoteproc.core.rsc_table import (
     Trace,
     Vdev,
 )
-from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
     from remoteproc.core.rproc import Rproc
 
 __all__ = [
-    "Mapping",
     "TraceBuffer",
-    "alloc_carveout",
     "alloc_registered_carveouts",
     "handle_resources",
-    "release_carveout",
     "resource_cleanup",
 ]
 
 log = logging.getLogger("remoteproc")
-
-
-@dataclass
-class Mapping:
-    """One IOMMU mapping (``struct rproc_mem_entry`` on ``rproc->mappings``)."""
-
-    da: int
-    pa: int
-    len: int
-    flags: int = 0
 
 
 class TraceBuffer:
@@ -104,45 +99,6 @@ class TraceBuffer:
 
 
 # ---- carveout allocation (§6.2) -----------------------------------------------------------------
-
-
-def alloc_carveout(rproc: Rproc, mem: MemEntry) -> None:
-    """``rproc_alloc_carveout``: coherent memory from the processor's DMA pool."""
-    dev = rproc.dev_name
-    pool = rproc.dma
-    if pool is None:
-        log.error("%s: failed to allocate dma memory: len %#x", dev, mem.len)
-        raise RprocError(errno.ENOMEM, "failed to allocate dma memory")
-    try:
-        va, dma = pool.alloc(mem.len)
-    except RprocError:
-        log.error("%s: failed to allocate dma memory: len %#x", dev, mem.len)
-        raise
-    if mem.da != FW_RSC_ADDR_ANY and not rproc.has_iommu:
-        # Without an IOMMU the remote sees the bus address; a different request is only
-        # warned about and the requested da is kept (the kernel's behaviour).
-        if mem.da != (dma & 0xFFFFFFFF):
-            log.warning("%s: Allocated carveout doesn't fit device address request", dev)
-    elif mem.da != FW_RSC_ADDR_ANY:
-        rproc.mappings.append(Mapping(mem.da, dma, mem.len, mem.flags))
-    else:
-        if dma >> 32:
-            log.warning("%s: DMA address cast in 32bit to fit resource table format", dev)
-        mem.da = dma & 0xFFFFFFFF
-    mem.dma = dma
-    mem.va = va
-
-
-def release_carveout(rproc: Rproc, mem: MemEntry) -> None:
-    """``rproc_release_carveout``: give the memory back to the pool."""
-    if mem.va is not None and rproc.dma is not None and rproc.dma.owns(mem.dma):
-        try:
-            rproc.dma.free(mem.dma)
-        except RprocError:
-            log.warning(
-                "%s: carveout %s was not allocated from the dma pool", rproc.dev_name, mem.name
-            )
-    mem.va = None
 
 
 def alloc_registered_carveouts(rproc: Rproc) -> None:
@@ -282,9 +238,6 @@ def _handle_vdev(rproc: Rproc, raw: RawEntry) -> None:
         raise _logged(rproc, exc) from None
     index = rproc.nb_vdev
     rproc.nb_vdev += 1
-    # Imported here: virtio sits above the core in the data flow and imports it.
-    from remoteproc.virtio.rproc_vdev import probe_vdev
-
     probe_vdev(rproc, rsc, raw.body_offset, index)
 
 

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 from remoteproc.core import states
 from remoteproc.core.events import Dispatcher, Event, EventBus, EventKind, Subscription
-from remoteproc.core.memory import DmaPool, MemEntry, find_by_name, walk_da, walk_pa
+from remoteproc.core.firmware_loader import check_firmware_name, request_firmware
+from remoteproc.core.memory import DmaPool, Mapping, MemEntry, find_by_name, walk_da, walk_pa
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.resources import (
-    Mapping,
     TraceBuffer,
     alloc_registered_carveouts,
     handle_resources,
@@ -57,12 +57,13 @@ from remoteproc.core.subdev import (
     stop_subdevices,
     unprepare_subdevices,
 )
+from remoteproc.core.workqueue import WorkQueue
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
-    from remoteproc.core.host import Host, WorkQueue
+    from remoteproc.core.host import Host
+    from remoteproc.core.virtio import RprocVdev, RprocVring
     from remoteproc.firmware.elf import Firmware
-    from remoteproc.virtio.rproc_vdev import RprocVdev, RprocVring
 
 __all__ = ["Rproc"]
 
@@ -382,7 +383,6 @@ class Rproc:
     # ---- firmware -------------------------------------------------------------------------------
 
     def request_firmware(self, name: str | None = None) -> Firmware:
-        from remoteproc.core.host import request_firmware
 
         return request_firmware(self.host, name if name is not None else self.firmware)
 
@@ -408,7 +408,6 @@ class Rproc:
             if not text:
                 log.error("%s: can't provide empty string for firmware name", self.dev_name)
                 raise RprocError(errno.EINVAL, "can't provide empty string for firmware name")
-            from remoteproc.core.host import check_firmware_name
 
             check_firmware_name(text)
             self.firmware = text
@@ -798,7 +797,6 @@ class Rproc:
         if self.host is not None:
             return self.host.workqueue
         if self._own_wq is None:
-            from remoteproc.core.host import WorkQueue
 
             self._own_wq = WorkQueue(f"{self.name}-recovery", max_workers=1)
         return self._own_wq

@@ -20,8 +20,8 @@ import errno
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from remoteproc.core import rsc_table as rt
-from remoteproc.core.ops import RSC_IGNORED
+from remoteproc.firmware import rsc_table as rt
+from remoteproc.firmware.rsc_table import RSC_IGNORED
 from remoteproc.errors import Finding, RprocError, errno_name
 from remoteproc.firmware import elf
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from remoteproc.core import rsc_table as rt
+from remoteproc.firmware import rsc_table as rt
 from remoteproc.errors import RprocError
 from remoteproc.firmware import elf
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remoteproc.core import rsc_table as rt
+from remoteproc.firmware import rsc_table as rt
 from remoteproc.errors import RprocError, errno_name
 from remoteproc.firmware import elf
 

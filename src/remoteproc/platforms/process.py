@@ -82,9 +82,9 @@ from typing import Any
 from remoteproc.core.memory import MemEntry
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
-from remoteproc.core.rsc_table import RSC_CARVEOUT, RSC_DEVMEM, RSC_TRACE, RSC_VDEV
 from remoteproc.core.states import CrashType, Feature, State
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import RSC_CARVEOUT, RSC_DEVMEM, RSC_TRACE, RSC_VDEV
 from remoteproc.virtio.vring import vring_size
 
 __all__ = [

@@ -46,8 +46,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 
-from remoteproc.core.rsc_table import TableBuilder
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import TableBuilder
 from remoteproc.platforms.process import (
     DEFAULT_LAYOUT,
     DEFAULT_SHM_NAME,

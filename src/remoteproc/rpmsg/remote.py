@@ -43,8 +43,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from remoteproc.core.rsc_table import FW_RSC_VDEV, Vdev
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import FW_RSC_VDEV, Vdev
 from remoteproc.rpmsg.endpoint import addr_str
 from remoteproc.rpmsg.wire import (
     RPMSG_ADDR_ANY,

@@ -1,9 +1,11 @@
 """The virtio boundary between a transport (the rproc vdev) and a driver (rpmsg).
 
 Rules:
-- ``remoteproc.virtio.rproc_vdev`` implements ``VirtioDevice`` over a ``fw_rsc_vdev`` entry in
+- ``remoteproc.core.virtio`` implements ``VirtioDevice`` over a ``fw_rsc_vdev`` entry in
   the live resource table; ``remoteproc.rpmsg`` implements ``VirtioDriver`` for VIRTIO_ID_RPMSG.
-  Neither imports the other: drivers are found through this module's registry, by device id.
+  Neither imports the other: drivers register here and are found by device id; a driver's
+  module is imported on first need through the ``remoteproc.virtio_drivers`` entry points, as
+  the kernel loads a module by its modalias.
 - The status byte, features and config space live in the resource table (device memory); the
   transport reads and writes them there, so the remote sees every change in place.
 - Feature bits above 31 cannot be offered by a remoteproc vdev (``dfeatures`` is 32 bits), so
@@ -12,6 +14,8 @@ Rules:
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -30,6 +34,9 @@ VIRTIO_F_VERSION_1 = 32
 VIRTIO_F_RING_PACKED = 34
 
 VIRTIO_ID_RPMSG = 7
+
+# Entry-point group that maps a modalias (``virtio:d%08X``) to the module of its driver.
+DRIVER_ENTRY_POINTS = "remoteproc.virtio_drivers"
 
 VqCallback = Callable[[Any], None]
 
@@ -94,12 +101,37 @@ def unregister_driver(driver: VirtioDriver) -> None:
 
 
 def driver_for(device_id: int) -> VirtioDriver | None:
-    """The first registered driver for ``device_id``; the rpmsg driver registers on import."""
-    if device_id == VIRTIO_ID_RPMSG:
-        # Import for its side effect (registration) the first time an rpmsg device appears.
-        import remoteproc.rpmsg.virtio_rpmsg_bus  # noqa: F401
+    """The first registered driver for ``device_id``, loading its module on first need.
+
+    The kernel's ``request_module("virtio:d%08Xv*")``: drivers are found by device id among the
+    installed package's ``remoteproc.virtio_drivers`` entry points (the modalias table), and
+    register themselves with ``register_driver`` when imported. The bus names no driver."""
+    drv = _registered(device_id)
+    if drv is None and _autoload(device_id):
+        drv = _registered(device_id)
+    return drv
+
+
+def _registered(device_id: int) -> VirtioDriver | None:
     with _lock:
         for drv in _drivers:
             if device_id in drv.device_ids:
                 return drv
     return None
+
+
+_loaded: set[int] = set()
+
+
+def _autoload(device_id: int) -> bool:
+    """Import the driver modules declared for ``device_id`` (once per id); True if any was."""
+    with _lock:
+        if device_id in _loaded:
+            return False
+        _loaded.add(device_id)
+    found = False
+    for ep in importlib.metadata.entry_points(group=DRIVER_ENTRY_POINTS):
+        if ep.name == f"virtio:d{device_id:08X}":
+            importlib.import_module(ep.value)
+            found = True
+    return found

@@ -63,7 +63,8 @@ __all__ = [
     "parse_machine",
 ]
 
-DEFAULT_MACHINE = Path(__file__).resolve().parents[2] / "data" / "machines" / "default.toml"
+MACHINES_DIR = Path(__file__).resolve().parent / "machines"
+DEFAULT_MACHINE = MACHINES_DIR / "default.toml"
 
 CPU_TYPES = ("cortex-m4", "rv32imac", "rv64imac")
 BOOT_MODES = ("auto", "manual", "preloaded")

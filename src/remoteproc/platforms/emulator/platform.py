@@ -42,8 +42,9 @@ from remoteproc.core.states import CrashType, Feature, State
 from remoteproc.errors import RprocError
 from remoteproc.firmware import elf as elf_ops
 from remoteproc.platforms.emulator.bootloader import BootLoader
-from remoteproc.platforms.emulator.cortexm import CortexM4
-from remoteproc.platforms.emulator.cpu import Core, Fault
+from remoteproc.platforms.emulator.cores.cortexm import CortexM4
+from remoteproc.platforms.emulator.cores.cpu import Core, Fault
+from remoteproc.platforms.emulator.cores.riscv import RiscV
 from remoteproc.platforms.emulator.machine import (
     DEFAULT_MACHINE,
     CoreSpec,
@@ -51,8 +52,8 @@ from remoteproc.platforms.emulator.machine import (
     load_machine_spec,
 )
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
-from remoteproc.platforms.emulator.peripherals import CoreIo, Dispatcher, Scheduler
-from remoteproc.platforms.emulator.riscv import RiscV
+from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
+from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
 from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble
 
 if TYPE_CHECKING:

@@ -36,6 +36,8 @@ from typing import Any, ClassVar, Self, overload
 from remoteproc.errors import RprocError
 
 __all__ = [
+    "RSC_HANDLED",
+    "RSC_IGNORED",
     "CARVEOUT_SIZE",
     "DEVMEM_SIZE",
     "FW_RSC_ADDR_ANY",
@@ -83,6 +85,10 @@ RSC_VDEV = 3
 RSC_LAST = 4
 RSC_VENDOR_START = 128
 RSC_VENDOR_END = 512  # inclusive, as the kernel's range check
+
+# enum rsc_handling_status: what a platform's handle_rsc returns for one entry
+RSC_HANDLED = 0
+RSC_IGNORED = 1
 
 FW_RSC_ADDR_ANY = 0xFFFFFFFF
 RVDEV_NUM_VRINGS = 2

@@ -33,7 +33,7 @@ from unicorn.riscv_const import (
 )
 
 from remoteproc.core.states import CrashType
-from remoteproc.platforms.emulator.cpu import Core, Fault, Uc, new_uc
+from remoteproc.platforms.emulator.cores.cpu import Core, Fault, Uc, new_uc
 
 __all__ = ["RiscV"]
 

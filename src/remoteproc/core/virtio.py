@@ -35,11 +35,17 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from remoteproc.core.memory import DmaPool, MemEntry, check_carveout_da, page_align
-from remoteproc.core.resources import alloc_carveout, release_carveout
-from remoteproc.core.rsc_table import Vdev
+from remoteproc.core.memory import (
+    DmaPool,
+    MemEntry,
+    alloc_carveout,
+    check_carveout_da,
+    page_align,
+    release_carveout,
+)
 from remoteproc.core.subdev import Subdev
 from remoteproc.errors import RprocError
+from remoteproc.firmware.rsc_table import Vdev
 from remoteproc.virtio import bus
 from remoteproc.virtio.vring import DriverQueue, vring_size
 

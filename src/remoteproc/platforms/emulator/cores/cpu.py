@@ -81,7 +81,8 @@ from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator.machine import MMIO_BASE, MMIO_SIZE, CoreSpec
 from remoteproc.platforms.emulator.memory import AddressMap
-from remoteproc.platforms.emulator.peripherals import CoreIo, Scheduler
+from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
+from remoteproc.platforms.emulator.scheduler import Scheduler
 
 __all__ = ["Core", "CoreState", "Fault", "FaultSink", "Uc", "new_uc"]
 

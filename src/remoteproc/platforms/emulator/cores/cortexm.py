@@ -48,7 +48,7 @@ from unicorn.arm_const import (
 )
 
 from remoteproc.core.states import CrashType
-from remoteproc.platforms.emulator.cpu import Core, Fault, Uc, new_uc
+from remoteproc.platforms.emulator.cores.cpu import Core, Fault, Uc, new_uc
 from remoteproc.platforms.emulator.machine import SCS_BASE, SCS_SIZE
 
 __all__ = ["EXC_RETURN", "CortexM4", "Nvic"]
