@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
-from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.core.states import State
+from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.platforms.sim import SimPlatform, build_image
 
 ANY = FW_RSC_ADDR_ANY

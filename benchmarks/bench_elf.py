@@ -20,7 +20,15 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from remoteproc.firmware.elf import PT_LOAD, SHT_PROGBITS, SHT_STRTAB, Firmware, layout
+from remoteproc.firmware.elf import (
+    PT_LOAD,
+    SHT_PROGBITS,
+    Firmware,
+    layout,
+)
+from remoteproc.firmware.elf_layout import (
+    SHT_STRTAB,
+)
 
 MiB = 1 << 20
 
@@ -94,7 +102,7 @@ def fw_load_ratio(rounds: int = 11) -> float:
     # runs several times slower, which would flatter the ratio).
     dst = memoryview(bytearray(file_bytes))
     dst[:] = src[start : start + file_bytes]
-    from remoteproc.firmware.elf import load_segments
+    from remoteproc.firmware.elf_loader import load_segments
 
     load_segments(fw0, mem.da_to_va)
 

@@ -31,15 +31,17 @@ from remoteproc.firmware.elf import (
     ELFCLASS32,
     EM_ARM,
     ET_EXEC,
+    PT_LOAD,
+    SHT_PROGBITS,
+    layout,
+)
+from remoteproc.firmware.elf_layout import (
     PF_R,
     PF_W,
     PF_X,
-    PT_LOAD,
     SHF_ALLOC,
     SHF_WRITE,
-    SHT_PROGBITS,
     SHT_STRTAB,
-    layout,
 )
 
 __all__ = [

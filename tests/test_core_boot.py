@@ -511,7 +511,7 @@ def test_default_names_and_index() -> None:
 def test_elf_defaults_installed_and_boot_a_real_elf() -> None:
     from elfbuild import Seg, build_elf
 
-    from remoteproc.firmware import elf
+    from remoteproc.firmware import elf_loader
 
     table = standard_table(vdev=False)
     img = build_elf(
@@ -520,11 +520,11 @@ def test_elf_defaults_installed_and_boot_a_real_elf() -> None:
     with Host([], panic_hook=False) as host, SimPlatform("m4", elf=True) as sim:
         host.add_firmware("rproc-m4-fw", bytes(img.data))
         rp = sim.make_rproc("m4", auto_boot=False, host=host)
-        assert rp.ops.load is elf.rproc_elf_load_segments
-        assert rp.ops.parse_fw is elf.rproc_elf_load_rsc_table
-        assert rp.ops.sanity_check is elf.rproc_elf_sanity_check
-        assert rp.ops.find_loaded_rsc_table is elf.rproc_elf_find_loaded_rsc_table
-        assert rp.ops.get_boot_addr is elf.rproc_elf_get_boot_addr
+        assert rp.ops.load is elf_loader.rproc_elf_load_segments
+        assert rp.ops.parse_fw is elf_loader.rproc_elf_load_rsc_table
+        assert rp.ops.sanity_check is elf_loader.rproc_elf_sanity_check
+        assert rp.ops.find_loaded_rsc_table is elf_loader.rproc_elf_find_loaded_rsc_table
+        assert rp.ops.get_boot_addr is elf_loader.rproc_elf_get_boot_addr
         rp.boot()
         assert rp.state is State.RUNNING
         heap = rp.find_carveout_by_name("heap")

@@ -118,6 +118,7 @@ _SETUP = """
     from remoteproc.platforms.sim import SimPlatform
 
     host = Host([])
+    host.install_panic_hook()
     host.add_firmware("fw", image())
     sim = SimPlatform("m4", panic_delay_ms=50)
     orig = sim._panic
@@ -152,6 +153,18 @@ def test_closed_host_has_no_panic_hook() -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.splitlines() == ["closed"]
+
+
+def test_a_host_installs_no_process_wide_handler_unless_asked() -> None:
+    # A library must not take SIGTERM or add exit work behind a program's back: without
+    # install_panic_hook() the SIGTERM disposition stays the default and exit runs no panic.
+    proc = _child(_SETUP.replace("    host.install_panic_hook()\n", "") + """
+    import signal
+    print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+""")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["True"]
 
 
 def test_add_twice_is_ebusy() -> None:

@@ -23,7 +23,8 @@ from elftools.elf.sections import SymbolTableSection
 from elftools.elf.segments import NoteSegment
 
 from remoteproc.core import coredump as cd
-from remoteproc.core.coredump import CoredumpStore, DumpConf, DumpSegment
+from remoteproc.core.coredump import DumpConf, DumpSegment
+from remoteproc.core.devcoredump import CoredumpInfo, CoredumpStore
 from remoteproc.errors import RprocError
 
 EM_ARM = 40
@@ -310,7 +311,7 @@ def test_store_numbers_like_devcoredump_and_keeps_one_dump_per_processor() -> No
     # "a" still has an unreleased dump: devcoredump drops the new one.
     assert store.add("a", b"again") is None
     assert store.list() == [1, 2]
-    assert store.info(2) == cd.CoredumpInfo(2, "b", 3, False)
+    assert store.info(2) == CoredumpInfo(2, "b", 3, False)
     store.release(1)
     assert store.list() == [2]
     # Indexes are never reused (devcd%d from a counter).

@@ -28,7 +28,7 @@ from elfbuild import (
 )
 
 from remoteproc.errors import RprocError
-from remoteproc.firmware import elf
+from remoteproc.firmware import elf_layout, elf_loader
 from remoteproc.firmware.elf import (
     ELFCLASS32,
     ELFCLASS64,
@@ -37,13 +37,15 @@ from remoteproc.firmware.elf import (
     ElfImage,
     Firmware,
     check_image,
-    find_loaded_rsc_table,
     find_rsc_table,
+    locate_rsc_table,
+    sanity_check,
+)
+from remoteproc.firmware.elf_loader import (
+    find_loaded_rsc_table,
     get_boot_addr,
     load_rsc_table,
     load_segments,
-    locate_rsc_table,
-    sanity_check,
 )
 
 VARIANTS = [(c, o) for c in (ELFCLASS32, ELFCLASS64) for o in "<>"]
@@ -146,9 +148,9 @@ def test_prebuilt_images_parse_like_pyelftools() -> None:
 
 
 def test_machine_names() -> None:
-    assert elf.machine_name(elf.EM_ARM) == "ARM"
-    assert elf.machine_name(elf.EM_TI_PRU) == "TI PRU"
-    assert elf.machine_name(0x7777) == "EM_30583"
+    assert elf_layout.machine_name(elf_layout.EM_ARM) == "ARM"
+    assert elf_layout.machine_name(elf_layout.EM_TI_PRU) == "TI PRU"
+    assert elf_layout.machine_name(0x7777) == "EM_30583"
 
 
 # --- §4.1 sanity check: every kernel message, in order ---------------------------------------
@@ -164,7 +166,7 @@ def test_sanity_null_firmware() -> None:
     raises(lambda: sanity_check(None, file="rproc-m4-fw"), errno.EINVAL,
            "failed to load rproc-m4-fw")  # fmt: skip
     rproc = SimpleNamespace(firmware="rproc-m4-fw")
-    raises(lambda: elf.rproc_elf_sanity_check(rproc, None), errno.EINVAL,
+    raises(lambda: elf_loader.rproc_elf_sanity_check(rproc, None), errno.EINVAL,
            "failed to load rproc-m4-fw")  # fmt: skip
 
 
@@ -320,7 +322,7 @@ def test_unterminated_name_prefix_of_resource_table_at_eof_is_refused() -> None:
 
 
 def test_header_oddities_are_findings_not_errors() -> None:
-    b = simple(type=elf.ET_DYN, machine=0x7777)
+    b = simple(type=elf_layout.ET_DYN, machine=0x7777)
     b.patch_ehdr(phentsize=40)
     img = sanity_check(bytes(b.data))
     codes = {f.code for f in img.findings}
@@ -346,7 +348,7 @@ def test_load_copies_to_paddr_and_zero_fills(elf_class: int, order: str) -> None
         [
             Seg(payload, paddr=0x1000, vaddr=0x90_0000, memsz=0x1000),
             Seg(b"", paddr=0x4000, memsz=0x5_0000),  # pure bss, larger than the zero buffer
-            Seg(b"NOTE", paddr=0x1000, type=elf.PT_NOTE),  # not PT_LOAD: skipped
+            Seg(b"NOTE", paddr=0x1000, type=elf_layout.PT_NOTE),  # not PT_LOAD: skipped
         ],
         elf_class=elf_class,
         byteorder=order,
@@ -584,18 +586,18 @@ def test_op_defaults_drive_a_duck_typed_rproc() -> None:
     fw = fw_of(b)
     mem = Memory([(0x1000, 0x100), (0x2000_0000, 0x1000)])
     rproc = SimpleNamespace(firmware="fw.elf", da_to_va=mem.da_to_va)
-    elf.rproc_elf_sanity_check(rproc, fw)
-    assert elf.rproc_elf_get_boot_addr(rproc, fw) == 0x1041
-    elf.rproc_elf_load_rsc_table(rproc, fw)
+    elf_loader.rproc_elf_sanity_check(rproc, fw)
+    assert elf_loader.rproc_elf_get_boot_addr(rproc, fw) == 0x1041
+    elf_loader.rproc_elf_load_rsc_table(rproc, fw)
     assert isinstance(rproc.cached_table, bytearray)
     assert rproc.table_sz == len(rproc.cached_table) == find_rsc_table(fw).size  # type: ignore[union-attr]
     assert rproc.table_ptr.obj is rproc.cached_table
-    elf.rproc_elf_load_segments(rproc, fw)
+    elf_loader.rproc_elf_load_segments(rproc, fw)
     assert mem.read(0x1000, 64) == bytes(range(64))
-    loaded = elf.rproc_elf_find_loaded_rsc_table(rproc, fw)
+    loaded = elf_loader.rproc_elf_find_loaded_rsc_table(rproc, fw)
     assert loaded is not None and bytes(loaded) == bytes(rproc.cached_table)
     bad = fw_of(header(data_enc=0))
-    raises(lambda: elf.rproc_elf_sanity_check(rproc, bad), errno.EINVAL,
+    raises(lambda: elf_loader.rproc_elf_sanity_check(rproc, bad), errno.EINVAL,
            "Unsupported firmware endianness")  # fmt: skip
 
 
@@ -626,7 +628,9 @@ def test_import_is_light() -> None:
 
 
 def test_header_struct_sizes() -> None:
-    sizes = {c: tuple(s.size for s in elf.layout(c, "<")[2:5]) for c in (ELFCLASS32, ELFCLASS64)}
+    sizes = {
+        c: tuple(s.size for s in elf_layout.layout(c, "<")[2:5]) for c in (ELFCLASS32, ELFCLASS64)
+    }
     assert sizes == {ELFCLASS32: (52, 32, 40), ELFCLASS64: (64, 56, 64)}
     assert struct.calcsize("<16sHHIIIIIHHHHHH") == 52
 

@@ -31,18 +31,22 @@ from hypothesis import strategies as st
 from remoteproc.errors import RprocError
 from remoteproc.firmware.elf import (
     PT_LOAD,
-    PT_NOTE,
     ElfImage,
     Firmware,
     check_image,
-    find_loaded_rsc_table,
     find_rsc_table,
-    get_boot_addr,
     layout,
-    load_rsc_table,
-    load_segments,
     locate_rsc_table,
     sanity_check,
+)
+from remoteproc.firmware.elf_layout import (
+    PT_NOTE,
+)
+from remoteproc.firmware.elf_loader import (
+    find_loaded_rsc_table,
+    get_boot_addr,
+    load_rsc_table,
+    load_segments,
 )
 
 FUZZ = settings(

@@ -101,7 +101,10 @@ class Daemon:
     def _start(self) -> None:
         self.firmware_dir.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        host = self.host = Host([self.firmware_dir, BUNDLED_FIRMWARE], panic_hook=False)
+        host = self.host = Host([self.firmware_dir, BUNDLED_FIRMWARE])
+        # rprocd stops every processor itself on SIGTERM/SIGINT/SIGHUP; the panic hook covers an
+        # exit that does not go through that path.
+        host.install_panic_hook(sigterm=False)
         # The tree first: its rpmsg drivers must be registered before channels appear.
         self.tree = AbiTree(host)
         if self.sims:

@@ -1,7 +1,7 @@
-"""Coredumps of a crashed remote processor: the ELF core writer, the dump modes and the store.
+"""Coredumps of a crashed remote processor: the ELF core writer and the dump modes.
 
-This module owns the kernel's ``remoteproc_coredump.c`` (spec §7) and the part of devcoredump
-that remoteproc uses (``/sys/class/devcoredump/devcdN``): ``CoredumpStore``.
+This module owns the kernel's ``remoteproc_coredump.c`` (spec §7); the dumps wait for userspace
+in ``core/devcoredump.py`` (``/sys/class/devcoredump/devcdN``).
 
 Rules:
 - The core calls ``ops.coredump(rproc)`` once per recovery (§1.9), after the processor has been
@@ -32,13 +32,7 @@ Deliberate differences from the kernel:
   ``"arch"`` and register values), a PT_NOTE holding an ``NT_PRSTATUS`` note in the Linux layout
   for that architecture is placed before the PT_LOADs, so gdb shows the registers and a
   backtrace. Without ``crash_regs`` the output is byte for byte the kernel's.
-- Store numbering follows devcoredump (``devcd1``, ``devcd2``... never reused) and, like
-  devcoredump, a processor with an unreleased dump gets no second one (the new dump is dropped).
-- A dump is also released when a reader reads at its end (the zero-length read that reports EOF);
-  devcoredump only releases on a write to ``data`` or after the timeout
-  (``CoredumpStore(release_on_eof=False)`` restores that).
-- Expiry needs no timer thread: the timeout is applied whenever the store is used and by the
-  waiter of an inline dump, which is the only party that must wake at the deadline.
+- The store's own differences from devcoredump are listed in ``core/devcoredump.py``.
 """
 
 from __future__ import annotations
@@ -48,19 +42,38 @@ import errno
 import logging
 import struct
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from remoteproc.core.devcoredump import CoredumpStore
 from remoteproc.errors import RprocError
+from remoteproc.firmware.elf_layout import (
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFCLASSNONE,
+    ELFDATA2LSB,
+    ELFMAG,
+    ELFOSABI_NONE,
+    ET_CORE,
+    EV_CURRENT,
+    NT_PRSTATUS,
+    PF_R,
+    PF_W,
+    PF_X,
+    PT_LOAD,
+    PT_NOTE,
+    SHF_WRITE,
+    SHT_PROGBITS,
+    SHT_STRTAB,
+    layout,
+    nhdr,
+)
 
 __all__ = [
     "ELFCLASS32",
     "ELFCLASS64",
     "ELFCLASSNONE",
-    "CoredumpInfo",
-    "CoredumpStore",
     "DumpConf",
     "DumpSegment",
     "add_custom_segment",
@@ -77,7 +90,6 @@ log = logging.getLogger("remoteproc")
 # The core's Rproc, duck-typed (see the module docstring) so this module never imports the core.
 Rproc = Any
 
-DEVCD_TIMEOUT = 300.0  # devcoredump frees an unclaimed dump after 5 minutes
 
 
 class DumpConf(enum.Enum):
@@ -149,38 +161,12 @@ def _check_segment(da: int, size: int) -> None:
         raise RprocError(errno.EINVAL, f"invalid dump segment da {da:#x} size {size:#x}")
 
 
-# --- ELF layouts, declared once per class with the kernel's struct names ----------------------
+# --- ELF layouts (firmware/elf_layout.py); a core is always little endian ------------------
 
-ELFCLASSNONE = 0
-ELFCLASS32 = 1
-ELFCLASS64 = 2
-_ELFDATA2LSB = 1
-_EV_CURRENT = 1
-_ELFOSABI_NONE = 0
-_ET_CORE = 4
-_PT_LOAD = 1
-_PT_NOTE = 4
-_PF_RWX = 7  # PF_R | PF_W | PF_X
-_SHT_PROGBITS = 1
-_SHT_STRTAB = 3
-_SHF_WRITE = 1
-_NT_PRSTATUS = 1
+_LE = "<"
+_NHDR = nhdr(_LE)
+_PF_RWX = PF_R | PF_W | PF_X
 _STR_TBL = b"STR_TBL"
-
-# Elf32_Ehdr / Elf64_Ehdr: e_ident, e_type, e_machine, e_version, e_entry, e_phoff, e_shoff,
-# e_flags, e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-_EHDR = {
-    ELFCLASS32: struct.Struct("<16sHHIIIIIHHHHHH"),
-    ELFCLASS64: struct.Struct("<16sHHIQQQIHHHHHH"),
-}
-# Elf32_Phdr: p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
-# Elf64_Phdr: p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align
-_PHDR = {ELFCLASS32: struct.Struct("<IIIIIIII"), ELFCLASS64: struct.Struct("<IIQQQQQQ")}
-# Elf32_Shdr / Elf64_Shdr: sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
-# sh_info, sh_addralign, sh_entsize
-_SHDR = {ELFCLASS32: struct.Struct("<IIIIIIIIII"), ELFCLASS64: struct.Struct("<IIQQQQIIQQ")}
-# Elf32_Nhdr / Elf64_Nhdr are the same three words: n_namesz, n_descsz, n_type
-_NHDR = struct.Struct("<III")
 
 
 def _addr(elf_class: int, value: int) -> int:
@@ -199,21 +185,21 @@ def _pack_ehdr(
     shnum: int = 0,
     shstrndx: int = 0,
 ) -> bytes:
-    ident = b"\x7fELF" + bytes([elf_class, _ELFDATA2LSB, _EV_CURRENT, _ELFOSABI_NONE])
-    ehdr = _EHDR[elf_class]
+    ident = ELFMAG + bytes([elf_class, ELFDATA2LSB, EV_CURRENT, ELFOSABI_NONE])
+    ehdr = layout(elf_class, _LE).ehdr
     return ehdr.pack(
         ident.ljust(16, b"\0"),
-        _ET_CORE,
+        ET_CORE,
         machine & 0xFFFF,
-        _EV_CURRENT,
+        EV_CURRENT,
         _addr(elf_class, entry),
         phoff,
         shoff,
         0,  # e_flags
         ehdr.size,
-        _PHDR[elf_class].size if phnum else 0,
+        layout(elf_class, _LE).phdr.size if phnum else 0,
         phnum,
-        _SHDR[elf_class].size if shnum else 0,
+        layout(elf_class, _LE).shdr.size if shnum else 0,
         shnum,
         shstrndx,
     )
@@ -224,15 +210,16 @@ def _pack_phdr(
 ) -> bytes:
     vaddr = _addr(elf_class, vaddr)
     size = _addr(elf_class, size)
+    phdr = layout(elf_class, _LE).phdr
     if elf_class == ELFCLASS32:
-        return _PHDR[elf_class].pack(p_type, offset, vaddr, vaddr, size, size, flags, align)
-    return _PHDR[elf_class].pack(p_type, flags, offset, vaddr, vaddr, size, size, align)
+        return phdr.pack(p_type, offset, vaddr, vaddr, size, size, flags, align)
+    return phdr.pack(p_type, flags, offset, vaddr, vaddr, size, size, align)
 
 
 def _pack_shdr(
     elf_class: int, name: int, sh_type: int, flags: int, addr: int, offset: int, size: int
 ) -> bytes:
-    return _SHDR[elf_class].pack(
+    return layout(elf_class, _LE).shdr.pack(
         name, sh_type, flags, _addr(elf_class, addr), offset, _addr(elf_class, size), 0, 0, 0, 0
     )
 
@@ -332,7 +319,7 @@ def encode_prstatus(elf_class: int, regs: Mapping[str, object]) -> bytes:
     fmt = f"<{len(layout.regs)}{'I' if layout.word == 4 else 'Q'}"
     struct.pack_into(fmt, desc, layout.reg_offset, *(words[r] for r in layout.regs))
     owner = b"CORE\0"
-    return _NHDR.pack(len(owner), len(desc), _NT_PRSTATUS) + _pad4(owner) + _pad4(bytes(desc))
+    return _NHDR.pack(len(owner), len(desc), NT_PRSTATUS) + _pad4(owner) + _pad4(bytes(desc))
 
 
 def _pad4(data: bytes) -> bytes:
@@ -387,14 +374,14 @@ def _program_header_core(rproc: Rproc) -> _CoreImage:
     segments = tuple(rproc.dump_segments)
     note = _register_note(rproc)
     phnum = len(segments) + (1 if note else 0)
-    ehsize = _EHDR[cls].size
-    offset = ehsize + phnum * _PHDR[cls].size
+    ehsize = layout(cls, _LE).ehdr.size
+    offset = ehsize + phnum * layout(cls, _LE).phdr.size
     parts = [_pack_ehdr(cls, rproc.elf_machine, rproc.bootaddr, phoff=ehsize, phnum=phnum)]
     if note:
-        parts.append(_pack_phdr(cls, _PT_NOTE, 0, offset, 0, len(note), 4))
+        parts.append(_pack_phdr(cls, PT_NOTE, 0, offset, 0, len(note), 4))
         offset += len(note)
     for seg in segments:
-        parts.append(_pack_phdr(cls, _PT_LOAD, _PF_RWX, offset, seg.da, seg.size, 0))
+        parts.append(_pack_phdr(cls, PT_LOAD, _PF_RWX, offset, seg.da, seg.size, 0))
         offset += seg.size
     parts.append(note)
     return _CoreImage(b"".join(parts), segments)
@@ -415,7 +402,7 @@ def _section_header_core(rproc: Rproc) -> _CoreImage:
     cls = rproc.elf_class
     segments = tuple(rproc.dump_segments)
     shnum = len(segments) + 2
-    ehsize = _EHDR[cls].size
+    ehsize = layout(cls, _LE).ehdr.size
     strtab = bytearray(b"\0")
 
     def strtab_add(name: bytes) -> int:
@@ -423,14 +410,14 @@ def _section_header_core(rproc: Rproc) -> _CoreImage:
         strtab.extend(name + b"\0")
         return index
 
-    strtab_offset = ehsize + shnum * _SHDR[cls].size
-    shdrs = [b"\0" * _SHDR[cls].size]
+    strtab_offset = ehsize + shnum * layout(cls, _LE).shdr.size
+    shdrs = [b"\0" * layout(cls, _LE).shdr.size]
     str_tbl_name = strtab_add(_STR_TBL)
     names = [strtab_add(_section_name(seg)) for seg in segments]
-    shdrs.append(_pack_shdr(cls, str_tbl_name, _SHT_STRTAB, 0, 0, strtab_offset, len(strtab)))
+    shdrs.append(_pack_shdr(cls, str_tbl_name, SHT_STRTAB, 0, 0, strtab_offset, len(strtab)))
     offset = strtab_offset + len(strtab)
     for seg, name in zip(segments, names, strict=True):
-        shdrs.append(_pack_shdr(cls, name, _SHT_PROGBITS, _SHF_WRITE, seg.da, offset, seg.size))
+        shdrs.append(_pack_shdr(cls, name, SHT_PROGBITS, SHF_WRITE, seg.da, offset, seg.size))
         offset += seg.size
     ehdr = _pack_ehdr(cls, rproc.elf_machine, rproc.bootaddr, shoff=ehsize, shnum=shnum, shstrndx=1)
     return _CoreImage(ehdr + b"".join(shdrs) + bytes(strtab), segments)
@@ -528,243 +515,3 @@ def rproc_coredump_using_sections(rproc: Rproc) -> None:
     """§7.4: the section-header variant; each segment's ``priv`` names its section."""
     if _should_dump(rproc):
         _emit(rproc, _section_header_core(rproc))
-
-
-# --- the devcoredump analogue -----------------------------------------------------------------
-
-ReadFn = Callable[[int, int], bytes]  # (offset, size) -> at most size bytes
-
-
-@dataclass(frozen=True)
-class CoredumpInfo:
-    """What ``/sys/class/devcoredump/devcdN`` shows besides ``data``."""
-
-    n: int
-    rproc_name: str  # the ``failing_device``
-    size: int
-    inline: bool
-
-
-@dataclass
-class _Entry:
-    info: CoredumpInfo
-    data: bytes | bytearray | None
-    read_fn: ReadFn | None
-    free_fn: Callable[[], None] | None
-    deadline: float
-    readers: int = 0
-    released: bool = False
-    freeing: bool = False
-
-
-_Entries = list[_Entry]  # named once: the store's ``list`` method shadows the builtin
-
-
-class CoredumpStore:
-    """Dumps waiting for userspace, shared by every processor of a host (devcoredump).
-
-    An entry ``n`` (``devcdN``) lives until a reader reads at its end (``release_on_eof``), until
-    ``release(n)`` (a write to devcoredump's ``data``), until ``timeout`` seconds after it was
-    added, or until ``close()``. Releasing an inline entry calls its ``free_fn`` once no read is in
-    progress. Thread-safe; ``on_added`` subscribers and ``free_fn`` run outside the lock.
-    Lock order: the store's lock is never held while calling out (read, free, subscribers).
-    """
-
-    def __init__(self, timeout: float = DEVCD_TIMEOUT, *, release_on_eof: bool = True) -> None:
-        self.timeout = timeout
-        self.release_on_eof = release_on_eof
-        self.on_added: list[Callable[[int, str], None]] = []
-        self._cond = threading.Condition()
-        self._entries: dict[int, _Entry] = {}  # visible: list() and read() see them
-        self._draining: dict[int, _Entry] = {}  # released, waiting for in-flight reads
-        self._last = 0
-        self._closed = False
-
-    def __enter__(self) -> CoredumpStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- producers
-
-    def add(self, rproc_name: str, data: bytes | bytearray) -> int | None:
-        """``dev_coredumpv``: the store takes ``data``; returns N, or None if it was dropped."""
-        return self._add(rproc_name, len(data), data, None, None)
-
-    def add_inline(
-        self, rproc_name: str, size: int, read_fn: ReadFn, free_fn: Callable[[], None]
-    ) -> int | None:
-        """``dev_coredumpm``: bytes come from ``read_fn``; ``free_fn`` runs on release.
-
-        When the dump is dropped (closed store, or this processor already has a dump that has
-        not been released) ``free_fn`` runs at once and None is returned.
-        """
-        return self._add(rproc_name, size, None, read_fn, free_fn)
-
-    def _add(
-        self,
-        rproc_name: str,
-        size: int,
-        data: bytes | bytearray | None,
-        read_fn: ReadFn | None,
-        free_fn: Callable[[], None] | None,
-    ) -> int | None:
-        with self._cond:
-            expired = self._expire_locked()
-            busy = any(e.info.rproc_name == rproc_name for e in self._entries.values())
-            n: int | None = None
-            if not self._closed and not busy:
-                self._last += 1
-                n = self._last
-                info = CoredumpInfo(n, rproc_name, size, read_fn is not None)
-                deadline = time.monotonic() + self.timeout
-                self._entries[n] = _Entry(info, data, read_fn, free_fn, deadline)
-                self._cond.notify_all()  # a waiter may need an earlier wake-up
-            subscribers = list(self.on_added)
-        self._free(expired)
-        if n is None:
-            log.info("%s: coredump dropped: a previous one is still pending", rproc_name)
-            if free_fn is not None:
-                free_fn()
-            return None
-        for hook in subscribers:
-            try:
-                hook(n, rproc_name)
-            except Exception:
-                log.exception("coredump subscriber failed for devcd%d", n)
-        return n
-
-    # -- consumers
-
-    def list(self) -> list[int]:
-        """Indexes of the dumps userspace can read, ascending."""
-        with self._cond:
-            expired = self._expire_locked()
-            result = sorted(self._entries)
-        self._free(expired)
-        return result
-
-    def info(self, n: int) -> CoredumpInfo:
-        with self._cond:
-            expired = self._expire_locked()
-            entry = self._entries.get(n)
-        self._free(expired)
-        if entry is None:
-            raise RprocError(errno.ENOENT, f"no coredump devcd{n}")
-        return entry.info
-
-    def read(self, n: int, offset: int, size: int) -> bytes:
-        """At most ``size`` bytes of dump ``n`` from ``offset``; ``b""`` at EOF.
-
-        A read at or past the end means the reader has seen EOF: the dump is released when
-        ``release_on_eof`` is set.
-        """
-        if offset < 0 or size < 0:
-            raise RprocError(errno.EINVAL, "invalid coredump read")
-        with self._cond:
-            expired = self._expire_locked()
-            entry = self._entries.get(n)
-            if entry is not None:
-                entry.readers += 1
-        self._free(expired)
-        if entry is None:
-            raise RprocError(errno.ENOENT, f"no coredump devcd{n}")
-        try:
-            if entry.read_fn is not None:
-                out = entry.read_fn(offset, size)
-            else:
-                assert entry.data is not None
-                out = bytes(entry.data[offset : offset + size])
-        finally:
-            at_eof = offset >= entry.info.size
-            with self._cond:
-                entry.readers -= 1
-                if at_eof and self.release_on_eof:
-                    self._release_locked(n)
-                to_free = self._drained_locked(entry)
-            self._free(to_free)
-        return out
-
-    def release(self, n: int) -> None:
-        """Drop dump ``n`` now (a write to devcoredump's ``data``); unknown ``n`` is ENOENT."""
-        with self._cond:
-            if n not in self._entries:
-                raise RprocError(errno.ENOENT, f"no coredump devcd{n}")
-            entry = self._release_locked(n)
-            to_free = self._drained_locked(entry) if entry else []
-        self._free(to_free)
-
-    def wait_released(self, n: int, timeout: float | None = None) -> bool:
-        """Block until dump ``n`` is gone and freed (or never existed); False if ``timeout``.
-
-        While waiting, the entry's own deadline is applied, so an inline dump nobody reads
-        unblocks its producer after the store's timeout.
-        """
-        until = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._cond:
-                expired = self._expire_locked()
-                if not expired:
-                    entry = self._entries.get(n) or self._draining.get(n)
-                    if entry is None:
-                        return True
-                    now = time.monotonic()
-                    wake = entry.deadline if entry.info.n in self._entries else None
-                    if until is not None:
-                        if now >= until:
-                            return False
-                        wake = until if wake is None else min(wake, until)
-                    self._cond.wait(None if wake is None else max(0.0, wake - now))
-                    continue
-            self._free(expired)
-
-    def close(self) -> None:
-        """Release every dump and refuse new ones; wakes any producer blocked on a dump."""
-        with self._cond:
-            self._closed = True
-            to_free: _Entries = []
-            for n in list(self._entries):
-                entry = self._release_locked(n)
-                if entry is not None:
-                    to_free.extend(self._drained_locked(entry))
-        self._free(to_free)
-
-    # -- internals (called with the lock held, except _free)
-
-    def _release_locked(self, n: int) -> _Entry | None:
-        entry = self._entries.pop(n, None)
-        if entry is not None:
-            entry.released = True
-            entry.data = None
-            self._draining[n] = entry
-            self._cond.notify_all()
-        return entry
-
-    def _drained_locked(self, entry: _Entry) -> _Entries:
-        """The entry, if it is released and no read is in progress: the caller frees it."""
-        if entry.released and entry.readers == 0 and not entry.freeing:
-            entry.freeing = True
-            return [entry]
-        return []
-
-    def _expire_locked(self) -> _Entries:
-        now = time.monotonic()
-        freed: _Entries = []
-        for n, entry in list(self._entries.items()):
-            if now >= entry.deadline:
-                log.info("devcd%d: coredump of %s expired unread", n, entry.info.rproc_name)
-                self._release_locked(n)
-                freed.extend(self._drained_locked(entry))
-        return freed
-
-    def _free(self, entries: _Entries) -> None:
-        """Run the free callbacks outside the lock; the entry is gone once its callback ran."""
-        for entry in entries:
-            try:
-                if entry.free_fn is not None:
-                    entry.free_fn()
-            finally:
-                with self._cond:
-                    self._draining.pop(entry.info.n, None)
-                    self._cond.notify_all()

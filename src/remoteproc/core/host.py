@@ -19,9 +19,11 @@ Rules:
   ``Dispatcher`` thread (delivery to subscribers). ``close()`` closes the coredump store (so no
   recovery stays blocked on an inline dump), deletes every processor (stopping what runs),
   joins the workers, then delivers the last events and joins the dispatcher.
-- Panic hook: while a host with ``panic_hook=True`` is open, SIGTERM (when installed from the
-  main thread) and interpreter exit call ``ops.panic`` of every RUNNING/ATTACHED processor and
-  wait the longest delay they return, then the previous SIGTERM disposition runs.
+- Panic hook: a library installs no process-wide handler on its own. Once a program asks for it
+  (``install_panic_hook()``, or ``Host(panic_hook=True)``), and while that host is open,
+  interpreter exit (and SIGTERM, when asked and installed from the main thread) call
+  ``ops.panic`` of every RUNNING/ATTACHED processor and wait the longest delay they return;
+  then the previous SIGTERM disposition runs.
 - Lock order: host lock -> nothing. The host lock guards the registry only; lifecycle calls on
   processors are made without it.
 """
@@ -72,7 +74,7 @@ log = logging.getLogger("remoteproc")
 class Host:
     """The set of registered processors (``rproc_list``) and what they share.
 
-    ``Host(firmware_path=None, *, panic_hook=True, workers=4, coredump_store=None)``;
+    ``Host(firmware_path=None, *, panic_hook=False, workers=4, coredump_store=None)``;
     ``firmware_path`` None means ``$RPROC_FIRMWARE_PATH`` or ``/lib/firmware``.
     """
 
@@ -80,7 +82,7 @@ class Host:
         self,
         firmware_path: Sequence[str | os.PathLike[str]] | None = None,
         *,
-        panic_hook: bool = True,
+        panic_hook: bool = False,
         workers: int = 4,
         coredump_store: Any = None,
     ) -> None:
@@ -97,14 +99,21 @@ class Host:
         self._rprocs: dict[int, Rproc] = {}
         # Made now, not on first use: Host.close() must be able to close it while a recovery
         # is about to block on an inline dump in it.
-        from remoteproc.core.coredump import CoredumpStore
+        from remoteproc.core.devcoredump import CoredumpStore
 
         self._own_store = coredump_store is None
         self._coredump_store: Any = CoredumpStore() if coredump_store is None else coredump_store
         self._closed = False
-        self.panic_hook = panic_hook
+        self.panic_hook = False
         if panic_hook:
-            _register_panic_host(self)
+            self.install_panic_hook()
+
+    def install_panic_hook(self, *, sigterm: bool = True) -> None:
+        """``rproc_panic_handler``: tell this host's running processors that the host is going
+        down, at interpreter exit and (``sigterm``) on SIGTERM, until ``close()``. For programs
+        (rprocd, the CLI, a user's main), never done by the library on its own."""
+        self.panic_hook = True
+        _register_panic_host(self, sigterm=sigterm)
 
     # -- firmware
 
@@ -138,7 +147,7 @@ class Host:
             rproc.host = self
         rproc.events.parent = self.events
         log.info("%s: %s is available", rproc.dev_name, rproc.name)
-        rproc._emit(EventKind.ADDED, wait=True)
+        rproc.publish(EventKind.ADDED, wait=True)
         if rproc.auto_boot:
             try:
                 self._trigger_auto_boot(rproc)
@@ -170,7 +179,7 @@ class Host:
             try:
                 rproc.boot()
             except RprocError as exc:
-                rproc._emit(EventKind.BOOT_FAILED, wait=True, error=exc)
+                rproc.publish(EventKind.BOOT_FAILED, wait=True, error=exc)
 
         self.workqueue.queue(("auto_boot", id(rproc)), auto_boot)
 
@@ -187,8 +196,8 @@ class Host:
         with self._lock:
             if self._rprocs.get(rproc.index) is not rproc:
                 raise RprocError(errno.ENODEV, f"{rproc.name} is not registered here")
-        rproc._delete()
-        rproc._emit(EventKind.DELETED, wait=True)
+        rproc.unregister()
+        rproc.publish(EventKind.DELETED, wait=True)
         self._unregister(rproc)
 
     def get(self, index: int) -> Rproc:
@@ -281,19 +290,21 @@ class Host:
 
 _panic_lock = threading.Lock()
 _panic_hosts: weakref.WeakSet[Host] = weakref.WeakSet()
-_hooks_installed = False
+_atexit_installed = False
+_sigterm_installed = False
 _prev_sigterm: Any = None
 
 
-def _register_panic_host(host: Host) -> None:
-    global _hooks_installed, _prev_sigterm
+def _register_panic_host(host: Host, *, sigterm: bool) -> None:
+    global _atexit_installed, _sigterm_installed, _prev_sigterm
     with _panic_lock:
         _panic_hosts.add(host)
-        if _hooks_installed:
-            return
-        _hooks_installed = True
-        atexit.register(_run_panic_hooks)
-        if threading.current_thread() is threading.main_thread():
+        if not _atexit_installed:
+            _atexit_installed = True
+            atexit.register(_run_panic_hooks)
+        if (sigterm and not _sigterm_installed
+                and threading.current_thread() is threading.main_thread()):
+            _sigterm_installed = True
             try:
                 _prev_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
             except (ValueError, OSError):

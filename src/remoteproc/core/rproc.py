@@ -214,7 +214,7 @@ class Rproc:
 
             ops.coredump = rproc_coredump
         if ops.load is None:
-            from remoteproc.firmware import elf
+            from remoteproc.firmware import elf_loader as elf
 
             ops.load = elf.rproc_elf_load_segments
             ops.parse_fw = elf.rproc_elf_load_rsc_table
@@ -266,7 +266,7 @@ class Rproc:
             return host.coredump_store
         with self._store_lock:
             if self._own_coredump_store is None:
-                from remoteproc.core.coredump import CoredumpStore
+                from remoteproc.core.devcoredump import CoredumpStore
 
                 self._own_coredump_store = CoredumpStore()
                 if self._closed:
@@ -302,6 +302,11 @@ class Rproc:
 
     def _event(self, kind: EventKind, **kw: Any) -> Event:
         return Event(kind, self.dev_name, self.name, self._state.sysfs, **kw)
+
+    def publish(self, kind: EventKind, *, wait: bool = False, **kw: Any) -> None:
+        """The events seam for the registry (``Host``): post ``kind`` for this processor, as its
+        own transitions do (``ADDED``, ``BOOT_FAILED`` and ``DELETED`` come from the host)."""
+        self._emit(kind, wait=wait, **kw)
 
     def _emit(self, kind: EventKind, *, wait: bool = False, **kw: Any) -> None:
         """Post an event for delivery now (outside the lock, on the dispatcher's thread).
@@ -912,8 +917,9 @@ class Rproc:
 
     # ---- deletion and close ----------------------------------------------------------------------
 
-    def _delete(self) -> None:
-        """``rproc_del``: stop whatever runs (DIFF: whatever the power count), mark DELETED."""
+    def unregister(self) -> None:
+        """``rproc_del``, for the registry (``Host.delete``): stop whatever runs (DIFF: whatever
+        the power count), mark DELETED."""
         with self._locked():
             if states.can_stop(self._state):
                 try:
@@ -940,7 +946,7 @@ class Rproc:
         if self.host is not None:
             self.host.delete(self)
         else:
-            self._delete()
+            self.unregister()
         if self._own_wq is not None:
             self._own_wq.close()
         if self._own_dispatcher is not None:

@@ -20,10 +20,10 @@ import errno
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from remoteproc.firmware import rsc_table as rt
-from remoteproc.firmware.rsc_table import RSC_IGNORED
 from remoteproc.errors import Finding, RprocError, errno_name
 from remoteproc.firmware import elf
+from remoteproc.firmware import rsc_table as rt
+from remoteproc.firmware.rsc_table import RSC_IGNORED
 
 PT_LOAD = 1
 PF_W = 2

@@ -38,11 +38,37 @@ import errno
 import itertools
 import struct
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from remoteproc.errors import Finding, RprocError
+from remoteproc.firmware.elf_layout import (
+    EI_CLASS,
+    EI_DATA,
+    EI_VERSION,
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFDATA2MSB,
+    ELFMAG,
+    EM_AARCH64,
+    EM_ARM,
+    EM_NONE,
+    EM_RISCV,
+    EM_TI_PRU,
+    ET_EXEC,
+    EV_CURRENT,
+    MACHINE_NAMES,
+    PT_LOAD,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_PROGBITS,
+    SIZE_MAX,
+    TYPE_NAMES,
+    ElfLayout,
+    layout,
+    machine_name,
+)
 
 if TYPE_CHECKING:
     import logging
@@ -70,209 +96,20 @@ __all__ = [
     "RscTableSection",
     "Section",
     "Segment",
+    "as_firmware",
     "check_image",
-    "find_loaded_rsc_table",
+    "check_parsed",
     "find_rsc_table",
-    "get_boot_addr",
     "layout",
-    "load_rsc_table",
-    "load_segments",
     "locate_rsc_table",
+    "lookup_errors",
     "machine_name",
-    "rproc_elf_find_loaded_rsc_table",
-    "rproc_elf_get_boot_addr",
-    "rproc_elf_load_rsc_table",
-    "rproc_elf_load_segments",
-    "rproc_elf_sanity_check",
     "sanity_check",
 ]
-
-# --- constants (include/uapi/linux/elf.h, elf-em.h) ------------------------------------------
-
-ELFMAG = b"\x7fELF"
-EI_CLASS = 4
-EI_DATA = 5
-EI_VERSION = 6
-ELFCLASSNONE = 0
-ELFCLASS32 = 1
-ELFCLASS64 = 2
-ELFDATANONE = 0
-ELFDATA2LSB = 1
-ELFDATA2MSB = 2
-EV_CURRENT = 1
-
-ET_NONE = 0
-ET_REL = 1
-ET_EXEC = 2
-ET_DYN = 3
-ET_CORE = 4
-
-EM_NONE = 0
-EM_SPARC = 2
-EM_386 = 3
-EM_MIPS = 8
-EM_PPC = 20
-EM_PPC64 = 21
-EM_ARM = 40
-EM_SH = 42
-EM_X86_64 = 62
-EM_XTENSA = 94
-EM_MSP430 = 105
-EM_TI_C6000 = 140
-EM_TI_C2000 = 141
-EM_TI_C5500 = 142
-EM_TI_PRU = 144
-EM_HEXAGON = 164
-EM_AARCH64 = 183
-EM_RISCV = 243
-EM_BPF = 247
-EM_LOONGARCH = 258
-
-PT_NULL = 0
-PT_LOAD = 1
-PT_DYNAMIC = 2
-PT_INTERP = 3
-PT_NOTE = 4
-PT_SHLIB = 5
-PT_PHDR = 6
-PT_TLS = 7
-
-PF_X = 1
-PF_W = 2
-PF_R = 4
-
-SHT_NULL = 0
-SHT_PROGBITS = 1
-SHT_SYMTAB = 2
-SHT_STRTAB = 3
-SHT_NOBITS = 8
-
-SHF_WRITE = 1
-SHF_ALLOC = 2
-SHF_EXECINSTR = 4
-
-SHN_UNDEF = 0
 
 RSC_TABLE_NAME = ".resource_table"
 # struct resource_table: ver, num, reserved[2]; then u32 offset[num]
 RSC_TABLE_HDR_SIZE = 16
-
-# The kernel's size_t; a 64-bit host. ``load_segments(size_max=...)`` emulates a 32-bit one.
-SIZE_MAX = 2**64 - 1
-
-_MACHINES: dict[int, str] = {
-    EM_NONE: "none",
-    EM_SPARC: "SPARC",
-    EM_386: "x86",
-    EM_MIPS: "MIPS",
-    EM_PPC: "PowerPC",
-    EM_PPC64: "PowerPC64",
-    EM_ARM: "ARM",
-    EM_SH: "SuperH",
-    EM_X86_64: "x86-64",
-    EM_XTENSA: "Xtensa",
-    EM_MSP430: "MSP430",
-    EM_TI_C6000: "TI C6000 DSP",
-    EM_TI_C2000: "TI C2000 DSP",
-    EM_TI_C5500: "TI C5500 DSP",
-    EM_TI_PRU: "TI PRU",
-    EM_HEXAGON: "Hexagon",
-    EM_AARCH64: "AArch64",
-    EM_RISCV: "RISC-V",
-    EM_BPF: "BPF",
-    EM_LOONGARCH: "LoongArch",
-}
-
-_TYPES = {ET_NONE: "NONE", ET_REL: "REL", ET_EXEC: "EXEC", ET_DYN: "DYN", ET_CORE: "CORE"}
-
-
-def machine_name(em: int) -> str:
-    """``40`` -> ``"ARM"``; unknown machines render as ``"EM_<n>"``."""
-    return _MACHINES.get(em, f"EM_{em}")
-
-
-# --- binary layouts, declared once for parsing and for building (tests/elfbuild.py) -----------
-
-_EHDR_FIELDS = (
-    "ident",
-    "type",
-    "machine",
-    "version",
-    "entry",
-    "phoff",
-    "shoff",
-    "flags",
-    "ehsize",
-    "phentsize",
-    "phnum",
-    "shentsize",
-    "shnum",
-    "shstrndx",
-)
-_PHDR32_FIELDS = ("type", "offset", "vaddr", "paddr", "filesz", "memsz", "flags", "align")
-_PHDR64_FIELDS = ("type", "flags", "offset", "vaddr", "paddr", "filesz", "memsz", "align")
-_SHDR_FIELDS = (
-    "name",
-    "type",
-    "flags",
-    "addr",
-    "offset",
-    "size",
-    "link",
-    "info",
-    "addralign",
-    "entsize",
-)
-
-
-class ElfLayout(NamedTuple):
-    """The struct layouts of one ELF class in one byte order; field names match the kernel's
-    (``e_``/``p_``/``sh_`` prefixes dropped)."""
-
-    elf_class: int
-    byteorder: str
-    ehdr: struct.Struct  # Elf32_Ehdr 52 / Elf64_Ehdr 64 bytes, e_ident as one 16-byte field
-    phdr: struct.Struct  # Elf32_Phdr 32 / Elf64_Phdr 56
-    shdr: struct.Struct  # Elf32_Shdr 40 / Elf64_Shdr 64
-    ehdr_fields: tuple[str, ...]
-    phdr_fields: tuple[str, ...]
-    shdr_fields: tuple[str, ...]
-
-
-def _make_layout(elf_class: int, order: str) -> ElfLayout:
-    if elf_class == ELFCLASS32:
-        return ElfLayout(
-            elf_class,
-            order,
-            struct.Struct(order + "16sHHIIIIIHHHHHH"),
-            struct.Struct(order + "IIIIIIII"),
-            struct.Struct(order + "IIIIIIIIII"),
-            _EHDR_FIELDS,
-            _PHDR32_FIELDS,
-            _SHDR_FIELDS,
-        )
-    return ElfLayout(
-        elf_class,
-        order,
-        struct.Struct(order + "16sHHIQQQIHHHHHH"),
-        struct.Struct(order + "IIQQQQQQ"),
-        struct.Struct(order + "IIQQQQIIQQ"),
-        _EHDR_FIELDS,
-        _PHDR64_FIELDS,
-        _SHDR_FIELDS,
-    )
-
-
-_LAYOUTS = {(c, o): _make_layout(c, o) for c in (ELFCLASS32, ELFCLASS64) for o in "<>"}
-
-
-def layout(elf_class: int, byteorder: str) -> ElfLayout:
-    """The layouts for ``elf_class`` (1 or 2) and ``byteorder`` (``"<"`` or ``">"``)."""
-    return _LAYOUTS[(elf_class, byteorder)]
-
-
-# --- the parsed image ------------------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -356,7 +193,7 @@ class ElfImage:
 
     @property
     def layout(self) -> ElfLayout:
-        return _LAYOUTS[(self.elf_class, self.byteorder)]
+        return layout(self.elf_class, self.byteorder)
 
     @property
     def bits(self) -> int:
@@ -368,7 +205,7 @@ class ElfImage:
 
     @property
     def type_name(self) -> str:
-        return _TYPES.get(self.type, f"ET_{self.type}")
+        return TYPE_NAMES.get(self.type, f"ET_{self.type}")
 
     @property
     def phdr_size(self) -> int:
@@ -433,7 +270,7 @@ class ElfImage:
                 )
             )
 
-        lay = _LAYOUTS[(elf_class, order)]
+        lay = layout(elf_class, order)
         hdr = lay.ehdr.unpack_from(mv, 0)
         (
             img.ident,
@@ -654,7 +491,7 @@ class ElfImage:
                     code="elf-version",
                 )
             )
-        if self.machine not in _MACHINES:
+        if self.machine not in MACHINE_NAMES:
             add(
                 Finding(
                     "note",
@@ -769,7 +606,7 @@ class Firmware:
         return img
 
 
-def _as_firmware(fw: Firmware | Any) -> Firmware:
+def as_firmware(fw: Firmware | Any) -> Firmware:
     if isinstance(fw, Firmware):
         return fw
     return Firmware("firmware", fw)
@@ -778,7 +615,7 @@ def _as_firmware(fw: Firmware | Any) -> Firmware:
 # --- §4.1 sanity check -----------------------------------------------------------------------
 
 
-def _check_parsed(img: ElfImage) -> ElfImage:
+def check_parsed(img: ElfImage) -> ElfImage:
     """The kernel's checks 7-9 on a parsed header, then our bounds checks (error findings)."""
     file = img.file
     if img.size < img.shoff + img.shdr_size:
@@ -807,141 +644,10 @@ def sanity_check(data: Any, *, file: str | None = None) -> ElfImage:
     ``None`` (the kernel's "failed to load %s")."""
     if data is None:
         raise RprocError(errno.EINVAL, f"failed to load {file}", file=file)
-    return _check_parsed(ElfImage.parse(data, file=file))
+    return check_parsed(ElfImage.parse(data, file=file))
 
 
 # --- §4.3 loading ----------------------------------------------------------------------------
-
-_ZEROS_SIZE = 1 << 18
-_zeros: list[memoryview] = []
-
-
-def _zero_fill(view: memoryview, start: int, end: int) -> None:
-    """Zero ``view[start:end]`` without allocating a buffer of that size."""
-    n = end - start
-    if n <= 4096:
-        view[start:end] = bytes(n)
-        return
-    if not _zeros:
-        _zeros.append(memoryview(bytes(_ZEROS_SIZE)))
-    zeros = _zeros[0]
-    while start < end:
-        k = min(end - start, _ZEROS_SIZE)
-        view[start : start + k] = zeros[:k]
-        start += k
-
-
-DaToVa = Callable[[int, int], "memoryview | None"]
-
-
-def _device_view(
-    da_to_va: DaToVa, da: int, length: int, file: str | None, index: int | None, what: str
-) -> memoryview | None:
-    """Call the caller's translation and hold it to its contract: a writable flat view of
-    exactly ``length`` bytes, or None. A view of another length is refused, never written."""
-    if length > sys.maxsize:
-        # No view this long can exist in this process: the same outcome as a translation
-        # that finds nothing (the kernel's da_to_va returning NULL).
-        return None
-    got = da_to_va(da, length)
-    if got is None:
-        return None
-    try:
-        view = got if isinstance(got, memoryview) else memoryview(got)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-    except (TypeError, ValueError):
-        raise RprocError(
-            errno.EINVAL, "da_to_va returned no byte buffer", file=file, index=index, da=da,
-            what=what,
-        ) from None  # fmt: skip
-    if view.nbytes != length or view.readonly:
-        raise RprocError(
-            errno.EINVAL,
-            f"da_to_va returned a {'read-only ' if view.readonly else ''}view of "
-            f"{view.nbytes:#x} bytes for a request of {length:#x}",
-            file=file,
-            index=index,
-            da=da,
-            what=what,
-        )
-    return view
-
-
-def _phdr_entries(img: ElfImage) -> Iterator[Segment]:
-    """The program headers in order; one past the image end stops with the error (the kernel
-    would read it from outside the image)."""
-    yield from img.segments
-    if len(img.segments) < img.phnum:
-        i = len(img.segments)
-        off = img.phoff + i * img.phdr_size
-        raise RprocError(
-            errno.EINVAL,
-            f"program header at offset {off:#x} lies past the end of the image "
-            f"({img.size:#x} bytes)",
-            file=img.file,
-            index=i,
-            offset=off,
-            what="program header",
-        )
-
-
-def load_segments(fw: Firmware, da_to_va: DaToVa, *, size_max: int = SIZE_MAX) -> None:
-    """§4.3: copy every PT_LOAD segment to ``p_paddr`` through ``da_to_va(da, memsz)`` and
-    zero-fill ``[filesz, memsz)``. The first error stops; segments already copied stay.
-    ``size_max`` is the host's SIZE_MAX (``2**32 - 1`` emulates a 32-bit kernel)."""
-    fw = _as_firmware(fw)
-    img = fw.elf
-    src = fw.view
-    file = fw.name
-    fsize = src.nbytes
-    what = "program header"
-    for seg in _phdr_entries(img):
-        if seg.type != PT_LOAD:
-            continue
-        i = seg.index
-        da = seg.paddr
-        filesz = seg.filesz
-        memsz = seg.memsz
-        offset = seg.offset
-        if filesz > memsz:
-            raise RprocError(
-                errno.EINVAL,
-                f"bad phdr filesz {filesz:#x} memsz {memsz:#x}",
-                file=file, index=i, offset=seg.header_offset, da=da, what=what,
-            )  # fmt: skip
-        if offset + filesz > fsize:
-            raise RprocError(
-                errno.EINVAL,
-                f"truncated fw: need {offset + filesz:#x} avail {fsize:#x}",
-                file=file, index=i, offset=seg.header_offset, da=da, what=what,
-            )  # fmt: skip
-        if memsz > size_max:
-            raise RprocError(
-                errno.EOVERFLOW,
-                f"size ({memsz:x}) does not fit in size_t type",
-                file=file, index=i, offset=seg.header_offset, da=da, what=what,
-            )  # fmt: skip
-        view = _device_view(da_to_va, da, memsz, file, i, what)
-        if view is None:
-            raise RprocError(
-                errno.EINVAL,
-                f"bad phdr da {da:#x} mem {memsz:#x}",
-                file=file, index=i, offset=seg.header_offset, da=da, what=what,
-            )  # fmt: skip
-        if filesz:
-            view[:filesz] = src[offset : offset + filesz]
-        if memsz > filesz:
-            _zero_fill(view, filesz, memsz)
-
-
-def get_boot_addr(fw: Firmware) -> int:
-    """§4.2: ``e_entry``."""
-    return _as_firmware(fw).elf.entry
-
-
-# --- §4.4 resource table ---------------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class RscTableSection:
@@ -1063,7 +769,7 @@ def _lookup(img: ElfImage, mv: memoryview) -> RscTableLookup:
 
 def locate_rsc_table(fw: Firmware) -> RscTableLookup:
     """§4.4 lookup and validation without logging (cached per Firmware)."""
-    fw = _as_firmware(fw)
+    fw = as_firmware(fw)
     res = fw._cache.get("rsc")
     if res is None:
         res = _lookup(fw.elf, fw.view)
@@ -1080,50 +786,17 @@ def _logger() -> logging.Logger:
 def find_rsc_table(fw: Firmware) -> RscTableSection | None:
     """The kernel's ``find_table``: the valid ``.resource_table`` or None; its complaints are
     logged as warnings on ``remoteproc.elf`` (``locate_rsc_table`` returns them instead)."""
-    fw = _as_firmware(fw)
+    fw = as_firmware(fw)
     res = locate_rsc_table(fw)
     if res.table is None:
-        for f in _lookup_errors(res):
+        for f in lookup_errors(res):
             _logger().warning("%s: %s", fw.name, f.message)
     return res.table
 
 
-def _lookup_errors(res: RscTableLookup) -> list[Finding]:
+def lookup_errors(res: RscTableLookup) -> list[Finding]:
     """The kernel's complaints on the not-found path (an absent section is silent there)."""
     return [f for f in res.findings if _is_error(f) and f.code != "no-rsc-table"]
-
-
-def load_rsc_table(fw: Firmware) -> bytearray:
-    """``rproc_elf_load_rsc_table``: a copy of the table; EINVAL when there is no valid one."""
-    fw = _as_firmware(fw)
-    table = find_rsc_table(fw)
-    if table is None:
-        errs = _lookup_errors(locate_rsc_table(fw))
-        if errs:
-            f = errs[0]
-            raise RprocError(
-                errno.EINVAL, f.message, file=fw.name, index=f.index, offset=f.offset, what=f.what
-            )
-        raise RprocError(errno.EINVAL, "no resource table found", file=fw.name)
-    return bytearray(fw.view[table.offset : table.offset + table.size])
-
-
-def find_loaded_rsc_table(
-    fw: Firmware, da_to_va: DaToVa, *, size_max: int = SIZE_MAX
-) -> memoryview | None:
-    """``rproc_elf_find_loaded_rsc_table``: the table in device memory (``sh_addr``,
-    ``sh_size`` through the translation), or None."""
-    fw = _as_firmware(fw)
-    table = find_rsc_table(fw)
-    if table is None:
-        return None
-    if table.size > size_max:
-        # The kernel refuses a sh_size that does not fit size_t ("no loaded table").
-        return None
-    return _device_view(da_to_va, table.addr, table.size, fw.name, table.index, "section")
-
-
-# --- every finding, for `rproc fw check` -----------------------------------------------------
 
 
 def _error_finding(exc: RprocError, spec: str, code: str) -> Finding:
@@ -1144,7 +817,7 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
     """Everything wrong or surprising about an image, in load order: the sanity check (§4.1),
     the header/table findings, each PT_LOAD's §4.3 checks that do not need device memory, and
     the resource-table lookup (§4.4). Never raises for a bad image."""
-    fw = _as_firmware(fw)
+    fw = as_firmware(fw)
     out: list[Finding] = []
     try:
         img = fw.elf
@@ -1152,7 +825,7 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
         return [_error_finding(exc, "§4.1", "elf-sanity")]
     sanity_msg = None
     try:
-        _check_parsed(img)
+        check_parsed(img)
     except RprocError as exc:
         sanity_msg = exc.message
         out.append(_error_finding(exc, "§4.1", "elf-sanity"))
@@ -1207,50 +880,3 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
     return out
 
 
-# --- op-shaped defaults (§1.10): what the core installs when a platform has no load op --------
-
-
-def _log_refusal(rproc: Any, exc: RprocError) -> None:
-    """The loader's ``dev_err``: what is wrong and where, on the processor's device name (the
-    refusal itself reaches the user only as an errno)."""
-    dev = getattr(rproc, "dev_name", None) or getattr(rproc, "name", None) or "remoteproc"
-    _logger().error("%s: %s", dev, str(exc))
-
-
-def rproc_elf_sanity_check(rproc: Any, fw: Firmware | None) -> None:
-    try:
-        if fw is None:
-            name = getattr(rproc, "firmware", None)
-            raise RprocError(errno.EINVAL, f"failed to load {name}", file=name)
-        _check_parsed(fw.elf)
-    except RprocError as exc:
-        _log_refusal(rproc, exc)
-        raise
-
-
-def rproc_elf_load_segments(rproc: Any, fw: Firmware) -> None:
-    try:
-        load_segments(fw, rproc.da_to_va)
-    except RprocError as exc:
-        _log_refusal(rproc, exc)
-        raise
-
-
-def rproc_elf_load_rsc_table(rproc: Any, fw: Firmware) -> None:
-    try:
-        table = load_rsc_table(fw)
-    except RprocError as exc:
-        if not _lookup_errors(locate_rsc_table(fw)):  # those were logged by find_rsc_table
-            _log_refusal(rproc, exc)
-        raise
-    rproc.cached_table = table
-    rproc.table_ptr = memoryview(table)
-    rproc.table_sz = len(table)
-
-
-def rproc_elf_find_loaded_rsc_table(rproc: Any, fw: Firmware) -> memoryview | None:
-    return find_loaded_rsc_table(fw, rproc.da_to_va)
-
-
-def rproc_elf_get_boot_addr(rproc: Any, fw: Firmware) -> int:
-    return get_boot_addr(fw)

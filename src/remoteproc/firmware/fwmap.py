@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from remoteproc.firmware import rsc_table as rt
 from remoteproc.errors import RprocError
 from remoteproc.firmware import elf
+from remoteproc.firmware import rsc_table as rt
 
 COLOURS = {
     "segment": "#cfe2f3",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from remoteproc.firmware import rsc_table as rt
 from remoteproc.errors import RprocError, errno_name
-from remoteproc.firmware import elf
+from remoteproc.firmware import elf, elf_layout
+from remoteproc.firmware import rsc_table as rt
 
 PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 6: "PHDR", 7: "TLS"}
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
@@ -37,7 +37,7 @@ def describe_firmware(fw: elf.Firmware) -> dict[str, Any]:
         "class": f"ELF{32 if image.elf_class == 1 else 64}",
         "byteorder": "little" if image.byteorder == "<" else "big",
         "machine": image.machine,
-        "machine_name": elf.machine_name(image.machine),
+        "machine_name": elf_layout.machine_name(image.machine),
         "type": ET_NAMES.get(image.type, str(image.type)),
         "entry": image.entry,
         "flags": image.flags,

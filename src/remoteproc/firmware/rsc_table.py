@@ -36,8 +36,6 @@ from typing import Any, ClassVar, Self, overload
 from remoteproc.errors import RprocError
 
 __all__ = [
-    "RSC_HANDLED",
-    "RSC_IGNORED",
     "CARVEOUT_SIZE",
     "DEVMEM_SIZE",
     "FW_RSC_ADDR_ANY",
@@ -51,7 +49,9 @@ __all__ = [
     "RESOURCE_TABLE",
     "RSC_CARVEOUT",
     "RSC_DEVMEM",
+    "RSC_HANDLED",
     "RSC_HDR_SIZE",
+    "RSC_IGNORED",
     "RSC_LAST",
     "RSC_TRACE",
     "RSC_VDEV",

@@ -40,7 +40,7 @@ from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import CrashType, Feature, State
 from remoteproc.errors import RprocError
-from remoteproc.firmware import elf as elf_ops
+from remoteproc.firmware import elf_loader as elf_ops
 from remoteproc.platforms.emulator.bootloader import BootLoader
 from remoteproc.platforms.emulator.cores.cortexm import CortexM4
 from remoteproc.platforms.emulator.cores.cpu import Core, Fault
