@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from remoteproc.client.root import AbiRoot
+    from remoteproc.client.rpmsg import Endpoint
+    from remoteproc.client.rproc import Coredump, RemoteProc
+    from remoteproc.firmware.elf import Firmware
+
 from remoteproc import __version__
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _fail(message: str, status: int = 2) -> None:
+
+def _fail(message: str, status: int = 2) -> NoReturn:
     click.echo(f"rproc: {message}", err=True)
     sys.exit(status)
 
 
-def _load_firmware(path: str) -> Any:
+def _load_firmware(path: str) -> Firmware:
     from remoteproc.errors import RprocError
     from remoteproc.firmware.elf import Firmware
 
@@ -195,16 +206,16 @@ _ROOT_HELP = ("Where the ABI lives: / on a board (the default), rprocd's mount p
               "(env RPROC_ROOT).")
 
 
-def _root_option(fn: Any) -> Any:
+def _root_option(fn: F) -> F:
     return click.option("--root", "root", default="/", envvar="RPROC_ROOT", show_default=True,
                         type=click.Path(file_okay=False), help=_ROOT_HELP)(fn)
 
 
-def _json_option(fn: Any) -> Any:
+def _json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
 
-def _client_errors(fn: Any) -> Any:
+def _client_errors(fn: F) -> F:
     """Run ``fn``; an ``RprocError`` (or Ctrl-C) ends the command with one line, no traceback."""
     import functools
 
@@ -227,16 +238,16 @@ def _client_errors(fn: Any) -> Any:
             click.echo("", err=True)
             sys.exit(130)
 
-    return wrapper
+    return cast(F, wrapper)
 
 
-def _abi(root: str, firmware_dir: str | None = None) -> Any:
+def _abi(root: str, firmware_dir: str | None = None) -> AbiRoot:
     from remoteproc.client.root import AbiRoot
 
     return AbiRoot(root, firmware_dir=firmware_dir)
 
 
-def _proc(root: str, which: str | None) -> Any:
+def _proc(root: str, which: str | None) -> RemoteProc:
     return _abi(root).processor(which)
 
 
@@ -244,7 +255,7 @@ _PROC_ARG = click.argument("proc", required=False, metavar="[PROC]")
 _PROC_REQUIRED = click.argument("proc", metavar="PROC")
 
 
-def _console() -> Any:
+def _console() -> Console:
     from rich.console import Console
 
     # A pipe or a file gets whole lines (rich would wrap tables at 80 columns).
@@ -528,7 +539,7 @@ def coredump_cmd(proc: str, mode: str | None, fetch: str | None, wait: float, ro
         click.echo(f"saved {dump.name} to {fetch} ({size} bytes)")
 
 
-def _fetch_with_progress(dump: Any, dest: str) -> int:
+def _fetch_with_progress(dump: Coredump, dest: str) -> int:
     if not sys.stdout.isatty():
         return int(dump.save(dest))
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
@@ -600,7 +611,7 @@ def crash_cmd(proc: str, kind: str, wait: bool, timeout: float, root: str) -> No
             click.echo(f"{p.dev_name}: crash reported")
             return
         t0 = time.monotonic()
-        dumps: list[Any] = []
+        dumps: list[Coredump] = []
         while time.monotonic() - t0 < timeout:
             seen += [c.new for c in watcher.changes(0.2)]
             dumps = [d for d in p.coredumps() if d.index > last_dump]
@@ -829,7 +840,7 @@ def rpmsg() -> None:
     """
 
 
-def _endpoint(p: Any, opts: dict[str, Any]) -> Any:
+def _endpoint(p: RemoteProc, opts: dict[str, Any]) -> Endpoint:
     """An open endpoint: a new one to ``--dst`` through the ctrl device (``--ctrl N`` or the
     processor's), the device named by ``--dev``, or the char device of the announced
     ``--channel``."""
@@ -848,7 +859,7 @@ def _endpoint(p: Any, opts: dict[str, Any]) -> Any:
     return channel_device(p, opts["channel"]).open()
 
 
-def _rpmsg_options(fn: Any) -> Any:
+def _rpmsg_options(fn: F) -> F:
     """--channel/--dev/--dst/--name/--ctrl, gathered into one ``opts`` dict argument."""
     import functools
 
@@ -868,7 +879,7 @@ def _rpmsg_options(fn: Any) -> Any:
                            help="Name of the endpoint created with --dst.")(wrapper)
     wrapper = click.option("--ctrl", type=int, default=None, metavar="N",
                            help="With --dst: use /dev/rpmsg_ctrlN.")(wrapper)
-    return wrapper
+    return cast(F, wrapper)
 
 
 @rpmsg.command("list")

@@ -39,14 +39,17 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
-from remoteproc.platforms.emulator import load_machine
+from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
 from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE
+
+if TYPE_CHECKING:
+    from remoteproc.platforms.sim import SimPlatform
 
 __all__ = ["DEFAULT_MACHINE", "Daemon", "load_machine", "main", "sim_image"]
 
@@ -84,10 +87,10 @@ class Daemon:
         self.firmware_dir = firmware_dir
         self.stop_event = threading.Event()
         self.host: Host | None = None
-        self.machine: Any = None
+        self.machine: EmulatorPlatform | None = None
         self.tree: AbiTree | None = None
         self.mount: Mount | None = None
-        self._sim_platforms: list[Any] = []
+        self._sim_platforms: list[SimPlatform] = []
         self._stopped = False
 
     def start(self) -> Daemon:

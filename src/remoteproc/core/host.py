@@ -54,6 +54,7 @@ from remoteproc.core.workqueue import WorkQueue
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
+    from remoteproc.core.devcoredump import CoredumpStore
     from remoteproc.core.rproc import Rproc
     from remoteproc.firmware.elf import Firmware
 
@@ -84,7 +85,7 @@ class Host:
         *,
         panic_hook: bool = False,
         workers: int = 4,
-        coredump_store: Any = None,
+        coredump_store: CoredumpStore | None = None,
     ) -> None:
         self.firmware_path: list[Path] = (
             list(DEFAULT_FIRMWARE_PATH)
@@ -102,7 +103,7 @@ class Host:
         from remoteproc.core.devcoredump import CoredumpStore
 
         self._own_store = coredump_store is None
-        self._coredump_store: Any = CoredumpStore() if coredump_store is None else coredump_store
+        self._coredump_store = CoredumpStore() if coredump_store is None else coredump_store
         self._closed = False
         self.panic_hook = False
         if panic_hook:
@@ -126,7 +127,7 @@ class Host:
         return request_firmware(self, name)
 
     @property
-    def coredump_store(self) -> Any:
+    def coredump_store(self) -> CoredumpStore:
         return self._coredump_store
 
     # -- registry

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from remoteproc.core.rproc import Rproc
     from remoteproc.firmware.elf import Firmware
 
-# ``Rproc`` is typed as Any here so platforms can be written without importing the core; the core
-# passes its ``Rproc`` instance as the first argument of every op.
-Rproc = Any
+# The core passes its ``Rproc`` instance as the first argument of every op.
 
 
 

@@ -61,6 +61,8 @@ from remoteproc.core.workqueue import WorkQueue
 from remoteproc.errors import RprocError
 
 if TYPE_CHECKING:
+    from remoteproc.core.coredump import DumpConf, DumpSegment
+    from remoteproc.core.devcoredump import CoredumpStore
     from remoteproc.core.host import Host
     from remoteproc.core.virtio import RprocVdev, RprocVring
     from remoteproc.firmware.elf import Firmware
@@ -185,12 +187,12 @@ class Rproc:
         # Coredump (§7): the coredump module reads and fills these.
         from remoteproc.core.coredump import ELFCLASSNONE, DumpConf
 
-        self.dump_segments: list[Any] = []
+        self.dump_segments: list[DumpSegment] = []
         self.dump_conf: DumpConf = DumpConf.DISABLED
         self.elf_class = ELFCLASSNONE
         self.elf_machine = 0
         self.crash_regs: dict[str, object] | None = None
-        self._own_coredump_store: Any = None
+        self._own_coredump_store: CoredumpStore | None = None
         self._store_lock = threading.Lock()  # leaf: guards the lazy creation above
 
         self.iommu_enabled = False
@@ -259,7 +261,7 @@ class Rproc:
         return frozenset(Feature(f) for f in self._features)
 
     @property
-    def coredump_store(self) -> Any:
+    def coredump_store(self) -> CoredumpStore:
         """The host's store; a standalone processor has its own (closed with it)."""
         host = self.host
         if host is not None:
@@ -420,7 +422,7 @@ class Rproc:
         finally:
             self._unlock()
 
-    def set_coredump(self, conf: Any, *, cancel: threading.Event | None = None) -> None:
+    def set_coredump(self, conf: DumpConf | str, *, cancel: threading.Event | None = None) -> None:
         """sysfs/debugfs ``coredump`` write: EBUSY while CRASHED; ``conf`` is a DumpConf or its
         string ("disabled", "enabled", "inline")."""
         from remoteproc.core.coredump import DumpConf

@@ -33,7 +33,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from remoteproc.core.memory import (
     DmaPool,
@@ -255,7 +255,7 @@ class RprocVirtioDevice:
 
     def __init__(self, rvdev: RprocVdev, pool: DmaPool | None) -> None:
         self.rvdev = rvdev
-        self.rproc: Any = rvdev.rproc
+        self.rproc: Rproc = rvdev.rproc
         self.id = rvdev.id
         self.index = _next_virtio_index()
         self.name = f"virtio{self.index}"
@@ -317,8 +317,8 @@ class RprocVirtioDevice:
 
     def find_vqs(
         self, names: Sequence[str | None], callbacks: Sequence[bus.VqCallback | None]
-    ) -> list[Any]:
-        out: list[Any] = []
+    ) -> list[DriverQueue | None]:
+        out: list[DriverQueue | None] = []
         try:
             for i, name in enumerate(names):
                 if name is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from remoteproc.errors import RprocError
 from remoteproc.firmware.elf import (
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import logging
 
 __all__ = [
+    "LoadTarget",
     "find_loaded_rsc_table",
     "get_boot_addr",
     "load_rsc_table",
@@ -52,6 +53,22 @@ __all__ = [
     "rproc_elf_load_segments",
     "rproc_elf_sanity_check",
 ]
+
+
+class LoadTarget(Protocol):
+    """What the ``rproc_elf_*`` ops use of a processor (the core's ``Rproc``): its names, its
+    device-address translation and the cached resource table they fill in."""
+
+    @property
+    def dev_name(self) -> str: ...
+    @property
+    def firmware(self) -> str: ...
+
+    cached_table: bytearray | None
+    table_ptr: memoryview | None
+    table_sz: int
+
+    def da_to_va(self, da: int, length: int) -> memoryview | None: ...
 
 
 def _logger() -> logging.Logger:
@@ -224,14 +241,14 @@ def find_loaded_rsc_table(
 # --- every finding, for `rproc fw check` -----------------------------------------------------
 
 
-def _log_refusal(rproc: Any, exc: RprocError) -> None:
+def _log_refusal(rproc: LoadTarget, exc: RprocError) -> None:
     """The loader's ``dev_err``: what is wrong and where, on the processor's device name (the
     refusal itself reaches the user only as an errno)."""
     dev = getattr(rproc, "dev_name", None) or getattr(rproc, "name", None) or "remoteproc"
     _logger().error("%s: %s", dev, str(exc))
 
 
-def rproc_elf_sanity_check(rproc: Any, fw: Firmware | None) -> None:
+def rproc_elf_sanity_check(rproc: LoadTarget, fw: Firmware | None) -> None:
     try:
         if fw is None:
             name = getattr(rproc, "firmware", None)
@@ -242,7 +259,7 @@ def rproc_elf_sanity_check(rproc: Any, fw: Firmware | None) -> None:
         raise
 
 
-def rproc_elf_load_segments(rproc: Any, fw: Firmware) -> None:
+def rproc_elf_load_segments(rproc: LoadTarget, fw: Firmware) -> None:
     try:
         load_segments(fw, rproc.da_to_va)
     except RprocError as exc:
@@ -250,7 +267,7 @@ def rproc_elf_load_segments(rproc: Any, fw: Firmware) -> None:
         raise
 
 
-def rproc_elf_load_rsc_table(rproc: Any, fw: Firmware) -> None:
+def rproc_elf_load_rsc_table(rproc: LoadTarget, fw: Firmware) -> None:
     try:
         table = load_rsc_table(fw)
     except RprocError as exc:
@@ -262,9 +279,9 @@ def rproc_elf_load_rsc_table(rproc: Any, fw: Firmware) -> None:
     rproc.table_sz = len(table)
 
 
-def rproc_elf_find_loaded_rsc_table(rproc: Any, fw: Firmware) -> memoryview | None:
+def rproc_elf_find_loaded_rsc_table(rproc: LoadTarget, fw: Firmware) -> memoryview | None:
     return find_loaded_rsc_table(fw, rproc.da_to_va)
 
 
-def rproc_elf_get_boot_addr(rproc: Any, fw: Firmware) -> int:
+def rproc_elf_get_boot_addr(rproc: LoadTarget, fw: Firmware) -> int:
     return get_boot_addr(fw)

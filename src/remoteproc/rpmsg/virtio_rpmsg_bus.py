@@ -39,7 +39,6 @@ import errno
 import logging
 import threading
 import time
-from typing import Any
 
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
@@ -98,7 +97,7 @@ class RpmsgBus:
         self.vdev = vdev
         self.name: str = vdev.name
         self.byteorder: str = vdev.byteorder
-        self.rproc: Any = getattr(vdev, "rproc", None)
+        self.rproc: object = vdev.rproc
         self.features = features
         self.ns_enabled = bool(features & (1 << VIRTIO_RPMSG_F_NS))
         self.buf_size = MAX_RPMSG_BUF_SIZE
@@ -133,7 +132,10 @@ class RpmsgBus:
     def _probe(self) -> None:
         vdev = self.vdev
         vqs = vdev.find_vqs(["input", "output"], [self._recv_done, self._xmit_done])
-        self.rvq, self.svq = vqs[0], vqs[1]
+        rvq, svq = vqs[0], vqs[1]
+        if rvq is None or svq is None:  # only an unnamed queue comes back as None
+            raise RprocError(errno.ENOENT, f"{self.name}: no virtqueue for rpmsg")
+        self.rvq, self.svq = rvq, svq
         event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
         for vq in (self.rvq, self.svq):
             vq.use_event_idx = event_idx

@@ -18,7 +18,9 @@ import importlib
 import importlib.metadata
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from remoteproc.virtio.vring import DriverQueue
 
 # virtio status bits (include/uapi/linux/virtio_config.h)
 VIRTIO_CONFIG_S_ACKNOWLEDGE = 1
@@ -38,7 +40,7 @@ VIRTIO_ID_RPMSG = 7
 # Entry-point group that maps a modalias (``virtio:d%08X``) to the module of its driver.
 DRIVER_ENTRY_POINTS = "remoteproc.virtio_drivers"
 
-VqCallback = Callable[[Any], None]
+VqCallback = Callable[[DriverQueue], None]
 
 
 class VirtioDevice(Protocol):
@@ -47,7 +49,8 @@ class VirtioDevice(Protocol):
     id: int  # virtio device id (7 = rpmsg)
     index: int  # N of "virtioN", unique in the process
     name: str  # "virtio0"
-    rproc: Any  # the owning remote processor (for events and naming)
+    @property
+    def rproc(self) -> object: ...  # the owning remote processor: identity, for naming
     byteorder: str  # "<" or ">": the remote's order, used for rings and rpmsg headers
 
     def get_features(self) -> int: ...
@@ -60,7 +63,7 @@ class VirtioDevice(Protocol):
 
     def find_vqs(
         self, names: Sequence[str | None], callbacks: Sequence[VqCallback | None]
-    ) -> list[Any]:
+    ) -> list[DriverQueue | None]:
         """Create the host-role virtqueues (``remoteproc.virtio.vring.DriverQueue``)."""
         ...
 
