@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian machine: installs what the tests need (Debian's cross
 # compilers, gdb-multiarch and FUSE; the package and its test extras from PyPI), then runs the
-# linters, the firmware rebuild check and pytest. CI runs exactly this (.ci/run).
+# linters, the import contracts, the firmware rebuild check and pytest. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,8 @@ echo "== ruff"
 python3 -m ruff check src tests benchmarks tools
 echo "== mypy --strict src"
 python3 -m mypy src
+echo "== import-linter: the layer contracts of pyproject.toml ([tool.importlinter])"
+lint-imports --no-logo
 echo "== firmware: rebuild and compare resource tables with the committed images"
 make -s -C firmware check
 echo "== pytest"
