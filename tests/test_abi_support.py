@@ -1,17 +1,28 @@
-"""Shared helpers for the ABI tests (no tests here): a host of sim processors mounted with its
-ABI tree, and small syscall helpers that return the errno instead of raising."""
+"""Shared helpers for the ABI tests (no tests here): a host of sim processors with its ABI tree,
+served either in-process (``abi_host(..., fuse=False)``: ``abi/fs.py``'s operations called
+directly, see ``abi_inproc``) or over a real FUSE mount (``mounted_host``), and small syscall
+helpers that return the errno instead of raising.
+
+A test written against ``abi.fs`` and ``abi.write_errno``/``abi.read_text`` runs either way; the
+in-process way is the default for errno, format and bind-rule checks (fast, no /dev/fuse), the
+mount is kept for what only a kernel can show (shell commands, signals, other processes, SIGKILL,
+real poll/ioctl system calls)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+from abi_inproc import INPROC_ROOT, NodeFs, OsFs
+from conftest import wait_until
+
 from remoteproc.abi.fs import Mount
+from remoteproc.abi.node import Node
 from remoteproc.abi.tree import AbiTree
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
@@ -44,6 +55,29 @@ class Abi:
     fwdir: Path
     sims: dict[str, SimPlatform] = field(default_factory=dict)
     tree: AbiTree | None = None
+    fs: NodeFs | OsFs = field(default_factory=lambda: OsFs(Path("/")))
+
+    @property
+    def fuse(self) -> bool:
+        return isinstance(self.fs, OsFs)
+
+    def write_errno(self, path: Path | str, data: bytes, flags: int = os.O_WRONLY) -> int:
+        """``write_errno`` through this ABI's filesystem."""
+        return write_errno(path, data, flags, fs=self.fs)
+
+    def read_bytes(self, path: Path | str) -> bytes:
+        """The whole file, read as ``cat`` does (4 KiB reads until one returns nothing)."""
+        fd = self.fs.open(path, os.O_RDONLY)
+        try:
+            out = b""
+            while chunk := self.fs.read(fd, 4096):
+                out += chunk
+            return out
+        finally:
+            self.fs.close(fd)
+
+    def read_text(self, path: Path | str) -> str:
+        return self.read_bytes(path).decode()
 
     def rproc(self, n: int) -> Rproc:
         return self.host.get(n)
@@ -63,20 +97,33 @@ class Abi:
                               env={**os.environ, "R": str(self.root)})
 
 
+def serve(stack: contextlib.ExitStack[None], root: Node, tmp_path: Path, *, fuse: bool,
+          ) -> NodeFs | OsFs:
+    """Serve ``root`` until ``stack`` closes: mounted at ``tmp_path/mnt`` (FUSE) or
+    in-process; the in-process one releases what a test left open, as an unmount does."""
+    if fuse:
+        mnt = tmp_path / "mnt"
+        mnt.mkdir(exist_ok=True)
+        stack.enter_context(Mount(root, mnt))
+        return OsFs(mnt)
+    fs = NodeFs(root)
+    stack.callback(fs.close_all)
+    return fs
+
+
 @contextlib.contextmanager
-def mounted_host(tmp_path: Path, procs: list[tuple[str, dict[str, object]]],
-                 *, rpmsg: bool = True) -> Iterator[Abi]:
-    """Mount a host whose processors are ``(name, options)``: options ``state`` (DETACHED
-    preloads an image), ``sim`` (SimPlatform keyword arguments), ``vdev`` (an rpmsg vdev in the
-    image), other keys go to ``make_rproc``."""
+def abi_host(tmp_path: Path, procs: list[tuple[str, dict[str, object]]],
+             *, rpmsg: bool = True, fuse: bool = False) -> Iterator[Abi]:
+    """A host whose processors are ``(name, options)`` with its ABI tree, in-process or
+    mounted (``fuse``): options ``state`` (DETACHED preloads an image), ``sim`` (SimPlatform
+    keyword arguments), ``vdev`` (an rpmsg vdev in the image), other keys go to
+    ``make_rproc``."""
     fwdir = tmp_path / "firmware"
     fwdir.mkdir(exist_ok=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         host = Host([fwdir], panic_hook=False)
         stack.callback(host.close)
-        abi = Abi(mnt, host, fwdir)
+        abi = Abi(INPROC_ROOT, host, fwdir)
         for name, opts in procs:
             opts = dict(opts)
             sim_kw = dict(opts.pop("sim", {}))  # type: ignore[call-overload]
@@ -94,24 +141,36 @@ def mounted_host(tmp_path: Path, procs: list[tuple[str, dict[str, object]]],
         # LIFO: unmount first, then the tree, then the host stops the processors.
         stack.callback(tree.close)
         abi.tree = tree
-        stack.enter_context(Mount(tree.root, mnt))
+        abi.fs = serve(stack, tree.root, tmp_path, fuse=fuse)
+        if fuse:
+            abi.root = tmp_path / "mnt"
         yield abi
 
 
-def write_errno(path: Path | str, data: bytes, flags: int = os.O_WRONLY) -> int:
+@contextlib.contextmanager
+def mounted_host(tmp_path: Path, procs: list[tuple[str, dict[str, object]]],
+                 *, rpmsg: bool = True) -> Iterator[Abi]:
+    """``abi_host`` over a real FUSE mount at ``tmp_path/mnt``."""
+    with abi_host(tmp_path, procs, rpmsg=rpmsg, fuse=True) as abi:
+        yield abi
+
+
+def write_errno(path: Path | str, data: bytes, flags: int = os.O_WRONLY, *,
+                fs: NodeFs | OsFs | None = None) -> int:
     """0 if one ``write()`` of ``data`` took all of it, else the errno (open's or write's)."""
+    fs = fs or OsFs(Path("/"))
     try:
-        fd = os.open(path, flags)
+        fd = fs.open(path, flags)
     except OSError as exc:
         return exc.errno or -1
     try:
-        n = os.write(fd, data)
+        n = fs.write(fd, data)
         assert n == len(data), (n, len(data))
         return 0
     except OSError as exc:
         return exc.errno or -1
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def read_text(path: Path | str) -> str:
@@ -124,10 +183,15 @@ def read_text(path: Path | str) -> str:
             out += chunk
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+__all__ = ["Abi", "abi_host", "image", "mounted_host", "read_text", "serve", "table", "uses_fuse",
+           "wait_until", "write_errno"]
+
+
+def uses_fuse(request: pytest.FixtureRequest) -> bool:
+    """For an ABI fixture: a real mount when parametrized "fuse" (``indirect=True``) or when
+    the test is marked ``fuse``; in-process otherwise."""
+    mode = getattr(request, "param", None)
+    if mode is not None:
+        assert mode in ("inproc", "fuse"), mode
+        return bool(mode == "fuse")
+    return request.node.get_closest_marker("fuse") is not None

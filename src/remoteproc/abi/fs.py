@@ -24,6 +24,9 @@ Rules:
   ten blocked readers stall the whole mount). ``Mount.close()`` unmounts (lazily, then aborting the
   connection through fusectl when files are still open), joins the thread and releases every
   handle left. The handle table is guarded by ``NodeOperations._lock`` (a leaf).
+- Two seams, ``_request`` (the cancel a handler sees) and ``_poll_handle``, are all that the
+  tests' in-process filesystem (tests/abi_inproc.py) replaces to call these same operations
+  without a mount: the errnos and formats checked there are the ones served here.
 - libfuse installs SIGTERM/SIGHUP handlers that merely end the loop if they are still at their
   default; ``rprocd`` installs its own first, so a signal stops the processors before unmount.
 """
@@ -40,7 +43,7 @@ import subprocess
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import mfusepy
 
@@ -105,10 +108,18 @@ class _PollHandle:
             _libfuse.fuse_pollhandle_destroy(ph)
 
 
+class PollHandle(Protocol):
+    """What ``NodeOperations`` needs of a poll handle."""
+
+    def fire(self) -> None: ...
+
+    def drop(self) -> None: ...
+
+
 class _Open:
     def __init__(self, handle: Handle) -> None:
         self.handle = handle
-        self.poll: _PollHandle | None = None
+        self.poll: PollHandle | None = None
 
 
 def _oserror(exc: BaseException) -> mfusepy.FuseOSError:
@@ -144,6 +155,15 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
             return lookup(self.root, path)
         except RprocError as exc:
             raise _oserror(exc) from None
+
+    def _request(self, fi: Any) -> Request:
+        """What a handler knows of the system call: the file's flags and libfuse's
+        interrupted mark. (A seam: the in-process test filesystem gives its own cancel.)"""
+        return Request(int(fi.flags), _FuseCancel())
+
+    def _poll_handle(self, ph: Any) -> PollHandle:
+        """Wrap the FUSE poll handle ``ph`` (a seam, as ``_request``)."""
+        return _PollHandle(int(ph))
 
     def _get(self, fi: Any) -> _Open:
         with self._lock:
@@ -226,14 +246,14 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
         op = self._get(fi)
         try:
-            return op.handle.read(size, offset, Request(int(fi.flags), _FuseCancel()))
+            return op.handle.read(size, offset, self._request(fi))
         except Exception as exc:
             raise _oserror(exc) from None
 
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
         op = self._get(fi)
         try:
-            return op.handle.write(data, offset, Request(int(fi.flags), _FuseCancel()))
+            return op.handle.write(data, offset, self._request(fi))
         except Exception as exc:
             raise _oserror(exc) from None
 
@@ -275,9 +295,7 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         if direction & _IOC_WRITE and size and data:
             payload = ctypes.string_at(data, size)
         try:
-            ret, out = op.handle.ioctl(
-                cmd, int(arg or 0), payload, Request(int(fi.flags), _FuseCancel())
-            )
+            ret, out = op.handle.ioctl(cmd, int(arg or 0), payload, self._request(fi))
         except Exception as exc:
             raise _oserror(exc) from None
         if direction & _IOC_READ and size and data:
@@ -289,7 +307,7 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         op = self._get(fi)
         notify = None
         if ph:
-            new = _PollHandle(int(ph))
+            new = self._poll_handle(ph)
             old, op.poll = op.poll, new
             if old is not None:
                 old.drop()
