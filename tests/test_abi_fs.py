@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import holds_for, wait_until
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.node import (
@@ -46,6 +47,7 @@ class Fake:
         self.cond = threading.Condition()
         self.notifier = Notifier()
         self.text = b"one\n"
+        self.readers_waiting = 0  # readers blocked in QueueHandle.read
 
 
 class CmdHandle(Handle):
@@ -85,7 +87,11 @@ class QueueHandle(Handle):
         with f.cond:
             if not f.queue and req.nonblock:
                 raise RprocError(errno.EAGAIN, "empty")
-            req.wait(f.cond, lambda: bool(f.queue))
+            f.readers_waiting += 1
+            try:
+                req.wait(f.cond, lambda: bool(f.queue))
+            finally:
+                f.readers_waiting -= 1
             return f.queue.pop(0)[:size]
 
     def poll(self, notify: Callable[[], None] | None) -> int:
@@ -124,15 +130,6 @@ def mounted(tmp_path: Path) -> Iterator[tuple[Path, Fake]]:
     mnt.mkdir()
     with Mount(tree(fake), mnt):
         yield mnt, fake
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def test_listing_and_stat(mounted: tuple[Path, Fake]) -> None:
@@ -183,7 +180,7 @@ def test_ioctl_payload_both_ways(mounted: tuple[Path, Fake]) -> None:
 
 
 def test_attribute_poll_wakes_on_change(mounted: tuple[Path, Fake]) -> None:
-    mnt, _ = mounted
+    mnt, fake = mounted
     fd = os.open(mnt / "attr", os.O_RDONLY)
     try:
         assert os.read(fd, 100) == b"one\n"
@@ -193,8 +190,10 @@ def test_attribute_poll_wakes_on_change(mounted: tuple[Path, Fake]) -> None:
         woke: list[list[tuple[int, int]]] = []
         t = threading.Thread(target=lambda: woke.append(p.poll(5000)))
         t.start()
-        time.sleep(0.2)
-        assert not woke
+        # Bounded observation: once the poller holds its poll handle, no change means no
+        # wake-up for as long as we watch (0.2 s).
+        wait_until(lambda: len(fake.notifier.waiters) > 0, what="the poller's poll handle")
+        holds_for(lambda: not woke, 0.2, "no wake-up without a change")
         subprocess.run(["sh", "-c", f"echo two > {mnt}/attr"], check=True)
         t.join(5)
         assert woke and woke[0][0][1] & select.POLLPRI
@@ -220,8 +219,9 @@ def test_release_on_close(mounted: tuple[Path, Fake]) -> None:
     fd = os.open(mnt / "cmd", os.O_WRONLY)
     fd2 = os.dup(fd)
     os.close(fd)
-    time.sleep(0.1)
-    assert fake.released == []  # a dup keeps the description open
+    # a dup keeps the description open. Bounded observation: FUSE releases after close()
+    # returns, so "no release" is watched for 0.1 s rather than looked at once.
+    holds_for(lambda: fake.released == [], 0.1, "no release while a dup is open")
     os.close(fd2)
     assert wait_until(lambda: fake.released == ["cmd"])
 
@@ -259,7 +259,7 @@ def test_blocked_reader_killed_is_released(mounted: tuple[Path, Fake]) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(0.2)
+        wait_until(lambda: fake.readers_waiting == 1, what="the child blocked in read()")
         proc.send_signal(signal.SIGKILL)
         proc.wait(2)
         assert wait_until(lambda: "queue" in fake.released, 1.0)
@@ -280,7 +280,8 @@ def test_nonblock_flags_and_poll_wakeup(mounted: tuple[Path, Fake]) -> None:
         assert p.poll(0) == []
 
         def feed() -> None:
-            time.sleep(0.2)
+            # feed once the main thread's poll() waits (holds its poll handle)
+            wait_until(lambda: len(fake.notifier.waiters) > 0, what="the poller")
             with fake.cond:
                 fake.queue.append(b"hello")
                 fake.cond.notify_all()

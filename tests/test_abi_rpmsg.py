@@ -292,8 +292,11 @@ def test_killed_blocked_writer_leaves_at_once(rig: Rig) -> None:
         assert proc.stdout is not None
         for i in range(16):
             assert proc.stdout.readline().strip() == str(i)
-        time.sleep(0.2)
-        assert proc.poll() is None  # blocked waiting for a TX buffer
+        # blocked waiting for a TX buffer (the bus counts its sleepers), and stays so
+        bus = rig.pair.bus
+        assert bus is not None
+        wait_until(lambda: bus._tx_waiters == 1, what="the 17th write waiting for a TX buffer")
+        assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(1.0)
         assert wait_until(lambda: _can_open(rig.dev("rpmsg0")), 1.0)

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from conftest import wait_until
 from test_core_support import EventLog, image
 
 from remoteproc.core.events import EventKind
@@ -64,9 +65,7 @@ def test_close_shuts_everything_down_and_joins_workers() -> None:
     assert all(rp.state is State.DELETED for rp in rps)
     assert all(not s.running for s in sims)
     assert host.workqueue.threads == 0
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: threading.active_count() <= before, 5, "the host's threads to end")
     assert threading.active_count() <= before
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 from test_core_support import EventLog, Rig, assert_clean, image, rig
 
 from remoteproc.core import coredump
@@ -394,10 +395,8 @@ def test_host_close_releases_a_recovery_blocked_on_an_inline_dump() -> None:
     coredump.add_segment(r.rproc, heap.da, 0x40)
     r.rproc.set_coredump("inline")
     r.sim.crash()
-    deadline = time.monotonic() + 5
-    while not r.host.coredump_store.list():  # the recovery now waits for a reader
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    # the recovery now waits for a reader
+    wait_until(r.host.coredump_store.list, 5, "the inline dump")
     assert r.rproc.state is State.OFFLINE  # stopped, not restarted: blocked in the dump
     t0 = time.monotonic()
     r.close()  # nobody reads the dump: close must not wait for the 5 minute timeout
@@ -530,10 +529,7 @@ def test_standalone_close_releases_an_inline_dump() -> None:
     coredump.add_segment(rp, heap.da, 0x40)
     rp.set_coredump("inline")
     rp.report_crash()
-    deadline = time.monotonic() + 5
-    while not rp.coredump_store.list():
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(rp.coredump_store.list, 5, "the inline dump")
     t0 = time.monotonic()
     rp.close()
     assert time.monotonic() - t0 < 5

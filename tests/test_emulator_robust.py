@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from elfbuild import Seg, build_elf
 
 from remoteproc.core.host import Host
@@ -183,13 +184,6 @@ def build_printer(arch: str) -> bytes:
     return out.read_bytes()
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
-
-
 # ---- exactly-once MMIO ----------------------------------------------------------------------
 
 
@@ -246,8 +240,9 @@ def _print_under_kicks(arch: str) -> int:
         finally:
             done.set()
             thread.join()
-        wait_until(lambda: word(0x2000_0008) >= len(sent), what="drain")
-        time.sleep(0.01)
+        # the handler adds to the total, then counts: wait for both
+        wait_until(lambda: (word(0x2000_0008), word(0x2000_0000)) == (len(sent), sum(sent)),
+                   what="drain")
         total, count = word(0x2000_0000), word(0x2000_0008)
         assert proc.core.state is CoreState.RUNNING
         bad = [line for line in lines if line != LETTERS]
@@ -311,11 +306,8 @@ def test_crash_detach_attach_storm_prints_only_firmware_lines(
         proc.core.watchdog_expired(1)  # crash: attach recovery has the loader restart it
         wait_until(lambda i=i: rproc.crash_cnt == i + 1 and rproc.state is State.ATTACHED,
                    what=f"recovery {i + 1}")
-    deadline = time.monotonic() + 5
-    while sum("detachable on" in line for line in lines) < cycles:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
+    wait_until(lambda: sum("detachable on" in line for line in lines) >= cycles, 5,
+               "one announcement per restart")
     bad = [line for line in lines if not any(p.fullmatch(line) for p in _FW_LINES)]
     assert not bad, f"console lines the firmware cannot print: {bad[:5]}"
     # One per restart (plus the first boot's, when it came after the hook was set).

@@ -16,12 +16,12 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from elfbuild import (
     Seg,
     build_elf,
@@ -255,9 +255,7 @@ def test_rprocd_refuses_hostile_images_and_stays_up(tmp_path: Path) -> None:
     assert "Traceback" not in log
     for name in names:
         assert CASES[name].says in log, (name, log)
-    deadline = time.monotonic() + 5
-    while os.path.ismount(mnt) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not os.path.ismount(mnt), 5, "the unmount")
     assert not os.path.ismount(mnt)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
@@ -61,11 +62,7 @@ def cleanup_names(shm: str, sock: str) -> None:
 
 
 def wait_for(cond: Callable[[], object], timeout: float = TIMEOUT, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    wait_until(cond, timeout, what)
 
 
 def bus_of(rproc: Rproc) -> RpmsgBus | None:
@@ -427,8 +424,8 @@ def test_attach_on_recovery_waits_for_a_restarted_remote() -> None:
         assert p.remote is not None
         p.remote.kill()
         p.remote.wait()
-        # Someone else (a supervisor) brings the remote back a little later.
-        time.sleep(0.2)
+        # Someone else (a supervisor) brings the remote back after the host saw it die.
+        wait_for(lambda: p.platform.peer_deaths == 1, what="the remote's death seen")
         p.remote = spawn_echo(p.shm, p.sock)
         wait_for(
             lambda: (

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import holds_for, wait_until
 from rpmsg_pair import RpmsgPair
 
 from remoteproc.errors import ERESTARTSYS, RprocError
@@ -450,9 +451,10 @@ def test_stop_wakes_everyone_and_restart_recreates_channels(recorder: Recorder) 
             blocked("recv", lambda: host.recv()),
             blocked("send", lambda: sender_ept.send(b"x", timeout=10)),
         ]
-        time.sleep(0.1)
-        assert results == {}
-        # the remote stays paused: only the teardown may wake them
+        wait_until(lambda: bus._tx_waiters == 1, what="the sender waiting for a TX buffer")
+        # Both stay blocked (a bounded observation of 0.1 s): the remote stays paused, only
+        # the teardown may wake them.
+        holds_for(lambda: results == {}, 0.1, "both blocked")
         pair.stop()
         for t in threads:
             t.join(5)
@@ -545,7 +547,7 @@ def test_stop_wakes_a_callback_blocked_in_send() -> None:
         rept = pair.remote.endpoints()[0]
         t = threading.Thread(target=rept.sendto, args=(b"ping", cb_ept.addr))
         t.start()
-        time.sleep(0.1)  # the callback is now waiting for a TX buffer
+        wait_until(lambda: bus._tx_waiters == 1, what="the callback waiting for a TX buffer")
         t0 = time.monotonic()
         pair.stop()
         t.join(5)

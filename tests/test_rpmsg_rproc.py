@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from rpmsg_pair import Wire
 from test_core_support import TABLE_DA, image
 
@@ -136,9 +136,7 @@ def test_boot_stop_crash_recover(stack: tuple[Rproc, KickingSim, Channels]) -> N
     rproc.report_crash()
     channels.wait_for("-rpmsg-echo")
     channels.wait_for("+rpmsg-echo", 2)
-    deadline = time.monotonic() + 5
-    while rproc.state is not State.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: rproc.state is State.RUNNING, 5, "recovery")
     assert rproc.state is State.RUNNING
     assert _echo_once(rproc, b"after recovery") == b"after recovery"
     assert sim.remote is not None and sim.remote.attach_count == 2

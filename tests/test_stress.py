@@ -20,6 +20,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 from test_core_support import image
 
 from remoteproc.core.events import Event, EventKind
@@ -123,13 +124,17 @@ def run_stress(seconds: float, n_rprocs: int = 16, n_threads: int = 8, seed: int
                     problem(f"{rp.dev_name}: negative power {rp.power}")
                 if rp.state not in VALID_STATES:
                     problem(f"{rp.dev_name}: invalid state {rp.state}")
-            time.sleep(0.002)
+            stop.wait(0.002)  # a sampling period, not a wait for something
 
     workers = [threading.Thread(target=worker, args=(rnd.random(),)) for _ in range(n_threads)]
     chk = threading.Thread(target=checker)
     for t in [*workers, chk]:
         t.start()
-    time.sleep(seconds)
+    # The run length is the test's parameter (a bounded observation, not a wait for
+    # something); it ends early on the first problem, reported below once threads are joined.
+    end = time.monotonic() + seconds
+    while not problems and time.monotonic() < end:
+        stop.wait(0.01)
     stop.set()
     for t in [*workers, chk]:
         t.join(30)
@@ -160,9 +165,7 @@ def run_stress(seconds: float, n_rprocs: int = 16, n_threads: int = 8, seed: int
     host.close()
     for sim in sims:
         sim.close()
-    deadline = time.monotonic() + 5
-    while threading.active_count() > threads_before and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: threading.active_count() <= threads_before, 5, "worker threads to end")
     assert threading.active_count() <= threads_before, "worker threads leaked"
     assert not problems, problems[:10]
     return {**counts, "crashes": sum(rp.crash_cnt for rp in rprocs)}
