@@ -121,7 +121,9 @@ def test_asyncio(rig: Rig) -> None:
     async def talk() -> list[bytes]:
         with dev.open() as ept:
             reader = asyncio.create_task(ept.arecv())
-            await asyncio.sleep(0.01)  # the reader waits on the loop, not in a thread
+            # Bounded observation: the reader waits on the loop, not in a thread, and stays
+            # pending while nothing was sent (the loop runs for 0.01 s meanwhile).
+            await asyncio.sleep(0.01)
             assert not reader.done()
             await ept.asend(b"async")
             first = await asyncio.wait_for(reader, 5)
