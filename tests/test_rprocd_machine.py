@@ -1,5 +1,7 @@
 """End to end: ``rprocd`` on the bundled virtual SoC (emulated Cortex-M4 and RV32 cores running
-the example firmware), driven only through the mount with shell commands and system calls."""
+the example firmware), driven only through the mount with shell commands and system calls.
+
+Each test starts its own daemon (about a second): no test depends on another's leftovers."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_abi_support import read_text, wait_until
 from test_rprocd import Rprocd, mounted
 
 
-@pytest.fixture(scope="module")
-def vsoc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rprocd]:
-    tmp = tmp_path_factory.mktemp("vsoc")
-    d = Rprocd(tmp / "root", "--firmware-dir", str(tmp / "fw"))
+@pytest.fixture
+def vsoc(tmp_path: Path) -> Iterator[Rprocd]:
+    d = Rprocd(tmp_path / "root", "--firmware-dir", str(tmp_path / "fw"))
     try:
         assert wait_until(lambda: "rpmsg0" in os.listdir(d.root / "dev"), 10)
         yield d
@@ -109,7 +111,7 @@ def test_sigkill_holder_stops_emulated_core(vsoc: Rprocd) -> None:
         proc.wait()
 
 
-def test_zz_sigterm_stops_everything(vsoc: Rprocd) -> None:
+def test_sigterm_stops_everything(vsoc: Rprocd) -> None:
     code, err = vsoc.stop(signal.SIGTERM, timeout=20)
     assert code == 0, err
     tail = err[err.index("stopping ("):]
