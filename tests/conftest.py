@@ -12,12 +12,23 @@ Rules:
   ``test_emulator_support``, ``rpmsg_pair``); this file holds what all of them use.
 - pytest-timeout (pyproject: ``timeout``) fails a hung test alone; the signal method raises in
   the test's own thread, so the run goes on with the next test.
+- No test leaks its environment into the next: ``os.environ`` is restored after each test
+  (``rproc --root X`` sets RPROC_ROOT in-process, so a CliRunner test used to leave it set for
+  every later test and every subprocess they start).
+- Captured output and failure text travel from an xdist worker to the controller through
+  execnet, which refuses strings that are not UTF-8 encodable: a test about non-UTF-8 names
+  whose log said "Direct firmware load for \udcff\udcfe-fw.elf" crashed its worker. Such text
+  is written with backslash escapes in the report (the outcome is untouched).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 __all__ = ["holds_for", "wait_until"]
 
@@ -49,3 +60,34 @@ def holds_for(cond: Callable[[], object], seconds: float, what: str = "condition
         if time.monotonic() >= deadline:
             return True
         time.sleep(min(_POLL * 5, max(0.0, deadline - time.monotonic())))
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text if _encodable(text) else _utf8(text))
+                       for title, text in report.sections]
+    if report.longrepr is not None and not _encodable(str(report.longrepr)):
+        report.longrepr = _utf8(str(report.longrepr))

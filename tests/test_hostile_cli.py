@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +19,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PREBUILT = ROOT / "firmware" / "prebuilt"
 
 
-def _limit_memory() -> None:
-    limit = 2 << 30  # reading /dev/zero must fail here, not OOM the machine
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+# ``python -m MODULE ARGS`` with a 2 GiB address-space limit (reading /dev/zero must fail here,
+# not OOM the machine). The child sets the limit on itself: a ``preexec_fn`` would run Python
+# between fork and exec in a parent that has threads (FUSE, workers, xdist's execnet), which
+# the subprocess documentation calls unsafe (the child can deadlock before exec) -- the likely
+# cause of a one-off failure of an rprocd case here in a full run.
+_LIMITED_MAIN = (
+    "import resource, runpy, sys\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
 
 
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+    return subprocess.run([sys.executable, "-c", _LIMITED_MAIN, *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def one_line(err: str) -> str:
