@@ -20,8 +20,9 @@ it, so a test sees the same errno through either path:
   ends one ``read()``; the file position advances by what was transferred;
 - ioctl: the restricted ioctl of FUSE: the ``_IOW`` bytes are copied in, the ``_IOR`` bytes
   copied back into a mutable buffer argument (``fcntl.ioctl(fd, cmd, buf, True)``);
-- poll: like ``select.poll`` on one descriptor: the mask at once if any wanted bit is set, else
-  wait for the handle's one-shot notification and ask again, until the timeout;
+- poll: like ``select.poll`` on one descriptor (``poller(fd, events)`` gives an object with
+  its ``poll(timeout)``): the mask at once if any wanted bit is set, else wait for the
+  handle's one-shot notification and ask again, until the timeout;
 - close: flush, then release (FUSE releases asynchronously; here it is done on return).
 
 ``OsFs`` offers the same calls over a real mount, so a test body can run either way.
@@ -48,7 +49,7 @@ import mfusepy
 from remoteproc.abi.fs import NodeOperations
 from remoteproc.abi.node import Dir, Node, Request, Symlink
 
-__all__ = ["INPROC_ROOT", "NodeFs", "OsFs", "Stat"]
+__all__ = ["INPROC_ROOT", "NodeFs", "OsFs", "Poller", "Stat"]
 
 #: The root of an in-process tree's paths. It does not exist on the host, so a test that
 #: mistakenly hands such a path to the real ``os`` gets ENOENT instead of touching the host.
@@ -307,6 +308,10 @@ class NodeFs:
                 return 0
             ph.event.wait(left)
 
+    def poller(self, fd: int, events: int) -> Poller:
+        """A ``select.poll()`` object with ``fd`` registered for ``events``."""
+        return Poller(self, fd, events)
+
     def listdir(self, path: str | bytes | os.PathLike[str]) -> list[Any]:
         tree_path, _node, host = self._resolve(path)
         if host is not None:
@@ -355,6 +360,18 @@ class NodeFs:
             self.close(fd)
 
 
+class Poller:
+    """``select.poll()`` with one descriptor, over ``NodeFs.poll``: ``poll(timeout_ms)`` gives
+    ``[(fd, revents)]`` or ``[]``."""
+
+    def __init__(self, fs: NodeFs, fd: int, events: int) -> None:
+        self.fs, self.fd, self.events = fs, fd, events
+
+    def poll(self, timeout_ms: int | None = None) -> list[tuple[int, int]]:
+        mask = self.fs.poll(self.fd, self.events, timeout_ms)
+        return [(self.fd, mask)] if mask else []
+
+
 class OsFs:
     """The same calls on a real mount at ``root_path`` (the end-to-end path through FUSE)."""
 
@@ -381,6 +398,11 @@ class OsFs:
         p.register(fd, events)
         got = p.poll(timeout_ms)
         return got[0][1] if got else 0
+
+    def poller(self, fd: int, events: int) -> Any:
+        p = select.poll()
+        p.register(fd, events)
+        return p
 
     def stat(self, path: str | bytes | os.PathLike[str], *, follow: bool = True) -> Stat:
         st = os.stat(path) if follow else os.lstat(path)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from abi_inproc import INPROC_ROOT, NodeFs, OsFs
 from conftest import wait_until
+from rpmsg_pair import RpmsgPair
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.node import Node
@@ -29,6 +30,7 @@ from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import State
 from remoteproc.firmware.rsc_table import FW_RSC_ADDR_ANY, TableBuilder
 from remoteproc.platforms.sim import SimPlatform, build_image
+from remoteproc.rpmsg.remote import RpmsgRemote
 
 TABLE_DA = 0x0000_8000
 TRACE_DA = 0x2000_0100
@@ -66,15 +68,7 @@ class Abi:
         return write_errno(path, data, flags, fs=self.fs)
 
     def read_bytes(self, path: Path | str) -> bytes:
-        """The whole file, read as ``cat`` does (4 KiB reads until one returns nothing)."""
-        fd = self.fs.open(path, os.O_RDONLY)
-        try:
-            out = b""
-            while chunk := self.fs.read(fd, 4096):
-                out += chunk
-            return out
-        finally:
-            self.fs.close(fd)
+        return read_bytes(path, self.fs)
 
     def read_text(self, path: Path | str) -> str:
         return self.read_bytes(path).decode()
@@ -155,6 +149,50 @@ def mounted_host(tmp_path: Path, procs: list[tuple[str, dict[str, object]]],
         yield abi
 
 
+@dataclass
+class RpmsgAbi:
+    """A host whose rpmsg bus talks to a Python remote (``rpmsg_pair.RpmsgPair``, thread mode,
+    16 buffers each way), with its ABI tree served in-process or mounted."""
+
+    root: Path
+    fs: NodeFs | OsFs
+    pair: RpmsgPair
+    tree: AbiTree
+    host: Host
+
+
+@contextlib.contextmanager
+def rpmsg_host(tmp_path: Path, remote_setup: Callable[[RpmsgRemote], None], *,
+               fuse: bool = False, devices: Iterable[str] = ("rpmsg0",)) -> Iterator[RpmsgAbi]:
+    """``remote_setup`` creates the remote's endpoints; returns once ``devices`` are in dev/."""
+    with contextlib.ExitStack() as stack:
+        host = Host([], panic_hook=False)
+        stack.callback(host.close)
+        tree = AbiTree(host)
+        stack.callback(tree.close)
+        pair = RpmsgPair(num=16, mode="thread", start=False, remote_setup=remote_setup)
+        stack.callback(pair.close)
+        pair.start()
+        fs = serve(stack, tree.root, tmp_path, fuse=fuse)
+        root = tmp_path / "mnt" if fuse else INPROC_ROOT
+        want = set(devices)
+        wait_until(lambda: want <= set(fs.listdir(root / "dev")), what=f"{sorted(want)} in dev/")
+        yield RpmsgAbi(root, fs, pair, tree, host)
+
+
+def read_bytes(path: Path | str, fs: NodeFs | OsFs | None = None) -> bytes:
+    """The whole file, read as ``cat`` does (4 KiB reads until one returns nothing)."""
+    fs = fs or OsFs(Path("/"))
+    fd = fs.open(path, os.O_RDONLY)
+    try:
+        out = b""
+        while chunk := fs.read(fd, 4096):
+            out += chunk
+        return out
+    finally:
+        fs.close(fd)
+
+
 def write_errno(path: Path | str, data: bytes, flags: int = os.O_WRONLY, *,
                 fs: NodeFs | OsFs | None = None) -> int:
     """0 if one ``write()`` of ``data`` took all of it, else the errno (open's or write's)."""
@@ -183,8 +221,8 @@ def read_text(path: Path | str) -> str:
             out += chunk
 
 
-__all__ = ["Abi", "abi_host", "image", "mounted_host", "read_text", "serve", "table", "uses_fuse",
-           "wait_until", "write_errno"]
+__all__ = ["Abi", "RpmsgAbi", "abi_host", "image", "mounted_host", "read_bytes", "read_text",
+           "rpmsg_host", "serve", "table", "uses_fuse", "wait_until", "write_errno"]
 
 
 def uses_fuse(request: pytest.FixtureRequest) -> bool:

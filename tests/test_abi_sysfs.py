@@ -327,7 +327,8 @@ def test_events_stream(abi: Abi) -> None:
             abi.fs.read(fd, 4096)
         assert abi.write_errno(abi.sys(2, "state"), b"start\n") == 0
         assert abi.write_errno(abi.sys(2, "state"), b"detach\n") == 0
-        assert abi.fs.poll(fd, select.POLLIN, 2000)
+        p = abi.fs.poller(fd, select.POLLIN)
+        assert p.poll(2000)
         seen = []
         while True:
             try:

@@ -6,9 +6,7 @@ destroy, asyncio and the echo benchmark."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +15,8 @@ from pathlib import Path
 
 import pytest
 from rpmsg_pair import RpmsgPair
-from test_abi_support import wait_until
+from test_abi_support import rpmsg_host, wait_until
 
-from remoteproc.abi.fs import Mount
-from remoteproc.abi.tree import AbiTree
 from remoteproc.client.bench import echo_bench
 from remoteproc.client.root import AbiRoot
 from remoteproc.client.rpmsg import (
@@ -29,7 +25,6 @@ from remoteproc.client.rpmsg import (
     channels,
     endpoint_devices,
 )
-from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote, echo
 
@@ -49,19 +44,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         remote.create_ept("rpmsg-raw", echo)
         svc.append(remote.create_ept("svc", echo))
 
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with contextlib.ExitStack() as stack:
-        host = Host([], panic_hook=False)
-        stack.callback(host.close)
-        tree = AbiTree(host)
-        stack.callback(tree.close)
-        pair = RpmsgPair(num=16, mode="thread", start=False, remote_setup=setup)
-        stack.callback(pair.close)
-        pair.start()
-        stack.enter_context(Mount(tree.root, mnt))
-        assert wait_until(lambda: "rpmsg0" in os.listdir(mnt / "dev"))
-        yield Rig(AbiRoot(mnt), svc[0], pair)
+    # the client library makes its own system calls: a real mount
+    with rpmsg_host(tmp_path, setup, fuse=True) as r:
+        yield Rig(AbiRoot(r.root), svc[0], r.pair)
 
 
 def test_discovery(rig: Rig) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from rpmsg_pair import RpmsgPair
-from test_abi_support import mounted_host, wait_until, write_errno
+from test_abi_support import mounted_host, rpmsg_host, wait_until, write_errno
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.rpmsg_char import (
@@ -57,19 +57,9 @@ def rpmsg_root(tmp_path: Path) -> Iterator[Path]:
         remote.create_ept("rpmsg-raw", echo)
         remote.create_ept("svc/evil", echo)  # a remote may announce any name
 
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with contextlib.ExitStack() as stack:
-        host = Host([], panic_hook=False)
-        stack.callback(host.close)
-        tree = AbiTree(host)
-        stack.callback(tree.close)
-        pair = RpmsgPair(num=16, mode="thread", start=False, remote_setup=setup)
-        stack.callback(pair.close)
-        pair.start()
-        stack.enter_context(Mount(tree.root, mnt))
-        assert wait_until(lambda: "rpmsg0" in os.listdir(mnt / "dev"))
-        yield mnt
+    # names that are not UTF-8 cross the kernel's FUSE boundary: a real mount
+    with rpmsg_host(tmp_path, setup, fuse=True) as r:
+        yield r.root
 
 
 def _info(name: bytes, src: int = ANY, dst: int = ANY) -> bytearray:
