@@ -89,7 +89,7 @@ class _InProcessOps(NodeOperations):
 
     def _poll_handle(self, ph: Any) -> _PollEvent:
         assert isinstance(ph, _PollEvent)
-        return ph
+        return ph  # NodeOperations.poll calls this only for a truthy ph
 
 
 @dataclass
@@ -297,14 +297,16 @@ class NodeFs:
             time.monotonic() + timeout_ms / 1000
         always = select.POLLERR | select.POLLHUP | select.POLLNVAL
         while True:
-            ph = _PollEvent()
+            # A poll that will not wait asks for no notification (the kernel's
+            # poll_does_not_wait(): no FUSE_POLL_SCHEDULE_NOTIFY, no poll handle).
+            ph = _PollEvent() if timeout_ms != 0 else None
             revents = [0]
             self._call(self.ops.poll, f.path, f.fi, ph, revents)
             mask = revents[0] & (events | always)
             if mask:
                 return mask
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if ph is None or (left is not None and left <= 0):
                 return 0
             ph.event.wait(left)
 

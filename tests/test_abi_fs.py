@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import select
 import signal
@@ -19,7 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from abi_inproc import INPROC_ROOT, NodeFs, OsFs
 from conftest import holds_for, wait_until
+from test_abi_support import serve
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.node import (
@@ -132,51 +133,61 @@ def mounted(tmp_path: Path) -> Iterator[tuple[Path, Fake]]:
         yield mnt, fake
 
 
-def test_listing_and_stat(mounted: tuple[Path, Fake]) -> None:
-    mnt, _ = mounted
-    assert sorted(os.listdir(mnt)) == ["attr", "cmd", "queue", "ro", "sub"]
-    assert os.stat(mnt / "ro").st_mode & 0o777 == 0o444
-    assert os.readlink(mnt / "sub" / "link") == "/dev/null"
+@pytest.fixture(params=["inproc", "fuse"])
+def served(request: pytest.FixtureRequest, tmp_path: Path,
+           ) -> Iterator[tuple[Path, NodeFs | OsFs, Fake]]:
+    """The fake tree both ways: the in-process operations must answer as the mount does."""
+    fake = Fake()
+    with contextlib.ExitStack() as stack:
+        fs = serve(stack, tree(fake), tmp_path, fuse=request.param == "fuse")
+        yield (tmp_path / "mnt" if request.param == "fuse" else INPROC_ROOT), fs, fake
+
+
+def test_listing_and_stat(served: tuple[Path, NodeFs | OsFs, Fake]) -> None:
+    mnt, fs, _ = served
+    assert sorted(fs.listdir(mnt)) == ["attr", "cmd", "queue", "ro", "sub"]
+    assert fs.stat(mnt / "ro").st_mode & 0o777 == 0o444
+    assert fs.readlink(mnt / "sub" / "link") == "/dev/null"
     with pytest.raises(FileNotFoundError):
-        os.stat(mnt / "nope")
+        fs.stat(mnt / "nope")
 
 
-def test_write_errno_reaches_write(mounted: tuple[Path, Fake]) -> None:
-    mnt, _ = mounted
-    fd = os.open(mnt / "cmd", os.O_WRONLY)
+def test_write_errno_reaches_write(served: tuple[Path, NodeFs | OsFs, Fake]) -> None:
+    mnt, fs, _ = served
+    fd = fs.open(mnt / "cmd", os.O_WRONLY)
     try:
-        assert os.write(fd, b"ok") == 2
+        assert fs.write(fd, b"ok") == 2
         with pytest.raises(OSError) as ei:
-            os.write(fd, b"busy")
+            fs.write(fd, b"busy")
         assert ei.value.errno == errno.EBUSY
         for code in (errno.EINVAL, errno.ENODEV, errno.ENOENT, errno.EMSGSIZE, errno.EPIPE):
             with pytest.raises(OSError) as ei:
-                os.write(fd, b"errno=%d" % code)
+                fs.write(fd, b"errno=%d" % code)
             assert ei.value.errno == code
         with pytest.raises(OSError) as ei:
-            os.write(fd, b"restart")
+            fs.write(fd, b"restart")
         assert ei.value.errno == errno.ETIMEDOUT
         with pytest.raises(OSError) as ei:
-            os.read(fd, 10)
-        assert ei.value.errno in (errno.EINVAL, errno.EBADF)
+            fs.read(fd, 10)
+        assert ei.value.errno == errno.EBADF  # the VFS: not open for reading
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
-def test_ioctl_payload_both_ways(mounted: tuple[Path, Fake]) -> None:
-    mnt, fake = mounted
-    fd = os.open(mnt / "cmd", os.O_RDWR)
+def test_ioctl_payload_both_ways(served: tuple[Path, NodeFs | OsFs, Fake]) -> None:
+    mnt, fs, fake = served
+    fd = fs.open(mnt / "cmd", os.O_RDWR)
     try:
-        assert fcntl.ioctl(fd, IOW_SET, bytearray(struct.pack("<i", 0x1234)), True) == 0
+        assert fs.ioctl(fd, IOW_SET, bytearray(struct.pack("<i", 0x1234)), True) == 0
         assert fake.value == 0x1234
         out = bytearray(4)
-        assert fcntl.ioctl(fd, IOR_GET, out, True) == 0
+        assert fs.ioctl(fd, IOR_GET, out, True) == 0
         assert struct.unpack("<i", out) == (0x1234,)
         with pytest.raises(OSError) as ei:
-            fcntl.ioctl(fd, 0x4004B7FF, struct.pack("<i", 1))
+            fs.ioctl(fd, 0x4004B7FF, struct.pack("<i", 1))
         assert ei.value.errno == errno.EINVAL
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def test_attribute_poll_wakes_on_change(mounted: tuple[Path, Fake]) -> None:
@@ -268,15 +279,14 @@ def test_blocked_reader_killed_is_released(mounted: tuple[Path, Fake]) -> None:
         proc.wait()
 
 
-def test_nonblock_flags_and_poll_wakeup(mounted: tuple[Path, Fake]) -> None:
-    mnt, fake = mounted
-    fd = os.open(mnt / "queue", os.O_RDONLY | os.O_NONBLOCK)
+def test_nonblock_flags_and_poll_wakeup(served: tuple[Path, NodeFs | OsFs, Fake]) -> None:
+    mnt, fs, fake = served
+    fd = fs.open(mnt / "queue", os.O_RDONLY | os.O_NONBLOCK)
     try:
         assert fake.flags_seen[-1] & os.O_NONBLOCK
         with pytest.raises(BlockingIOError):
-            os.read(fd, 10)
-        p = select.poll()
-        p.register(fd, select.POLLIN)
+            fs.read(fd, 10)
+        p = fs.poller(fd, select.POLLIN)
         assert p.poll(0) == []
 
         def feed() -> None:
@@ -292,13 +302,22 @@ def test_nonblock_flags_and_poll_wakeup(mounted: tuple[Path, Fake]) -> None:
         events = p.poll(5000)
         t.join()
         assert events and events[0][1] & select.POLLIN
-        assert os.read(fd, 3) == b"hel"  # one message per read; the rest is dropped
+        assert fs.read(fd, 3) == b"hel"  # one message per read; the rest is dropped
         # Clearing O_NONBLOCK with fcntl is visible to the next read (blocks until data).
-        fcntl.fcntl(fd, fcntl.F_SETFL, 0)
-        threading.Timer(0.1, lambda: (fake.queue.append(b"x"), fake.notifier.bump())).start()
-        assert os.read(fd, 10) == b"x"
+        fs.set_nonblock(fd, False)
+
+        def feed_blocked_reader() -> None:
+            wait_until(lambda: fake.readers_waiting == 1, what="the reader blocked in read()")
+            with fake.cond:
+                fake.queue.append(b"x")
+                fake.cond.notify_all()
+
+        t = threading.Thread(target=feed_blocked_reader)
+        t.start()
+        assert fs.read(fd, 10) == b"x"
+        t.join()
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def test_default_pollmask_for_plain_files(mounted: tuple[Path, Fake]) -> None:
