@@ -15,12 +15,16 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import holds_for
-from test_abi_support import Abi, abi_host, read_text, uses_fuse, wait_until, write_errno
+from test_abi_support import (
+    Abi,
+    abi_fixture,
+    read_text,
+    wait_until,
+    write_errno,
+)
 
 from remoteproc.abi.cdev import RPROC_GET_SHUTDOWN_ON_RELEASE, RPROC_SET_SHUTDOWN_ON_RELEASE
 from remoteproc.core.states import State
@@ -31,10 +35,7 @@ PROCS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.fixture
-def abi(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Abi]:
-    with abi_host(tmp_path, PROCS, rpmsg=False, fuse=uses_fuse(request)) as a:
-        yield a
+abi = abi_fixture(PROCS)
 
 
 def get_flag(abi: Abi, fd: int) -> int:

@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from abi_inproc import INPROC_ROOT, NodeFs, OsFs
@@ -221,8 +222,22 @@ def read_text(path: Path | str) -> str:
             out += chunk
 
 
-__all__ = ["Abi", "RpmsgAbi", "abi_host", "image", "mounted_host", "read_bytes", "read_text",
-           "rpmsg_host", "serve", "table", "uses_fuse", "wait_until", "write_errno"]
+__all__ = ["Abi", "RpmsgAbi", "abi_fixture", "abi_host", "image", "mounted_host", "read_bytes",
+           "read_text", "rpmsg_host", "serve", "table", "uses_fuse", "wait_until", "write_errno"]
+
+
+def abi_fixture(procs: list[tuple[str, dict[str, object]]], *, rpmsg: bool = False,
+                fuse: bool | None = None) -> Any:
+    """A module's ``abi`` fixture over ``procs`` (``abi = abi_fixture(PROCS)``): in-process
+    unless ``fuse`` (or, when ``fuse`` is None, as ``uses_fuse`` says for the test)."""
+
+    @pytest.fixture
+    def abi(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Abi]:
+        mount = uses_fuse(request) if fuse is None else fuse
+        with abi_host(tmp_path, procs, rpmsg=rpmsg, fuse=mount) as a:
+            yield a
+
+    return abi
 
 
 def uses_fuse(request: pytest.FixtureRequest) -> bool:

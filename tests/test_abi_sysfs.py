@@ -15,17 +15,16 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import holds_for
 from test_abi_support import (
     Abi,
+    abi_fixture,
     abi_host,
     mounted_host,
     read_text,
-    uses_fuse,
     wait_until,
     write_errno,
 )
@@ -39,10 +38,7 @@ PROCS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.fixture
-def abi(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Abi]:
-    with abi_host(tmp_path, PROCS, rpmsg=False, fuse=uses_fuse(request)) as a:
-        yield a
+abi = abi_fixture(PROCS)
 
 
 # Both ways: the in-process operations and a real mount answer the same.

@@ -8,12 +8,10 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
-from test_abi_support import Abi, image, mounted_host
+from test_abi_support import Abi, abi_fixture, image
 
 from remoteproc.cli import main
 from remoteproc.client.root import AbiRoot
@@ -26,10 +24,7 @@ PROCS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.fixture
-def abi(tmp_path: Path) -> Iterator[Abi]:
-    with mounted_host(tmp_path, PROCS, rpmsg=False) as a:
-        yield a
+abi = abi_fixture(PROCS, fuse=True)  # the CLI makes its own system calls
 
 
 def run(abi: Abi, *args: str) -> Result:

@@ -11,12 +11,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import holds_for
-from test_abi_support import Abi, image, mounted_host, wait_until
+from test_abi_support import Abi, abi_fixture, image, wait_until
 
 from remoteproc.client.root import AbiRoot
 from remoteproc.client.watch import StateWatcher
@@ -31,10 +30,7 @@ PROCS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.fixture
-def abi(tmp_path: Path) -> Iterator[Abi]:
-    with mounted_host(tmp_path, PROCS, rpmsg=False) as a:
-        yield a
+abi = abi_fixture(PROCS, fuse=True)  # the client library makes its own system calls
 
 
 def test_discovery_and_status(abi: Abi) -> None:
