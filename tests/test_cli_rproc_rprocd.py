@@ -22,16 +22,15 @@ def rproc(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 
 @pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Path]:
+def mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     mnt = tmp_path / "rproc"
-    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path)  # the daemon's record stays in tmp_path
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the daemon's record stays there
     try:
         yield mnt
     finally:
         daemon = find_rprocd(mnt)
         if daemon is not None:
             daemon.stop()
-        del os.environ["XDG_RUNTIME_DIR"]
 
 
 def test_up_serves_and_down_unmounts(mount: Path) -> None:
