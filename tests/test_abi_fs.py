@@ -346,3 +346,56 @@ def test_close_with_files_open_still_unmounts(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):  # ENOTCONN: the connection was aborted
             os.close(fd)
+
+
+def test_what_the_vfs_answers_before_the_filesystem(
+        served: tuple[Path, NodeFs | OsFs, Fake]) -> None:
+    """The answers of the kernel's VFS and FUSE client around the operations, which the
+    in-process filesystem reproduces: the same errno both ways."""
+    mnt, fs, fake = served
+
+    def code(fn: Callable[..., object], *args: object) -> int:
+        try:
+            fn(*args)
+        except OSError as exc:
+            return exc.errno or -1
+        return 0
+
+    assert code(fs.open, mnt / "nope", os.O_RDONLY) == errno.ENOENT
+    assert code(fs.open, mnt / "cmd" / "below", os.O_RDONLY) == errno.ENOTDIR
+    assert code(fs.open, mnt / "new", os.O_WRONLY | os.O_CREAT) == errno.EACCES
+    assert code(fs.open, mnt / "ro", os.O_WRONLY) == errno.EACCES  # strict_open
+    assert code(fs.open, mnt / "sub", os.O_WRONLY) == errno.EISDIR
+    fd = fs.open(mnt / "sub", os.O_RDONLY)  # a directory opens read-only
+    try:
+        assert code(fs.read, fd, 10) == errno.EISDIR
+    finally:
+        fs.close(fd)
+    fd = fs.open(mnt / "attr", os.O_RDONLY)
+    try:
+        assert code(fs.write, fd, b"x") == errno.EBADF
+        assert fs.read(fd, 100) == b"one\n"
+        assert fs.read(fd, 100) == b""  # the position moved past the text
+        assert fs.lseek(fd, 0, os.SEEK_SET) == 0
+        assert fs.read(fd, 2) == b"on"
+    finally:
+        fs.close(fd)
+    fd = fs.open(mnt / "cmd", os.O_WRONLY)
+    try:
+        assert fs.write(fd, b"") == 0  # answered by FUSE: the handler never sees it
+        assert code(fs.write, fd, b"errno=%d" % errno.ENOSPC) == errno.ENOSPC
+    finally:
+        fs.close(fd)
+    assert wait_until(lambda: fake.released == ["cmd"], what="the release")
+    fd = fs.open(mnt / "queue", os.O_RDONLY)
+    try:
+        assert code(fs.lseek, fd, 0, os.SEEK_SET) == errno.ESPIPE  # nonseekable
+    finally:
+        fs.close(fd)
+    # truncation on open (echo x > file) is accepted and ignored, as sysfs does
+    fd = fs.open(mnt / "attr", os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert fs.write(fd, b"two\n") == 4
+    finally:
+        fs.close(fd)
+    assert fake.text == b"two\n"

@@ -31,4 +31,6 @@ lint-imports --no-logo
 echo "== firmware: rebuild and compare resource tables with the committed images"
 make -s -C firmware check
 echo "== pytest"
-python3 -m pytest -q "$@"
+# Two workers (pytest-xdist): the suite is mostly waiting on emulated cores, subprocesses and
+# FUSE round trips, so it shortens on two cores (measured in the commit that added -n 2).
+python3 -m pytest -q -n 2 "$@"
