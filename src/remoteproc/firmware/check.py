@@ -94,12 +94,17 @@ class _Checker:
         self.report.findings.append(Finding(severity, message, code=code, **kw))
 
     def error_from(self, code: str, exc: RprocError, spec: str, **kw: Any) -> None:
+        """An error finding from a refusal of the loader or codec: where the exception knows the
+        location it wins, the caller's ``index``/``offset``/``da``/``what`` fill the rest (each
+        key exactly once: a key present on both sides must not reach ``Finding`` twice)."""
         where = {
             "index": exc.index if exc.index is not None else kw.pop("index", None),
             "offset": exc.offset if exc.offset is not None else kw.pop("offset", None),
             "da": exc.da if exc.da is not None else kw.pop("da", None),
             "what": exc.what or kw.pop("what", None),
         }
+        for key in where:
+            kw.pop(key, None)
         self.add("error", code, exc.message, errno=exc.errno, spec=spec, **where, **kw)
 
     # -- §4.1, §4.3, §4.4: the loader's own diagnostics -------------------------------------------

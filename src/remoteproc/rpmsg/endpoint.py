@@ -277,6 +277,10 @@ class Channel:
         self.driver: RpmsgDriver | None = None
         self.driver_data: object = None
         self.registered = True
+        # The device lock (the driver core's device_lock): held across a driver's probe and
+        # remove, so an unbind never runs between ``driver`` and ``driver_data`` being set and
+        # a channel unregistered mid-probe is unbound by the remove that follows, not leaked.
+        self.dev_lock = threading.RLock()
 
     @property
     def modalias(self) -> str:

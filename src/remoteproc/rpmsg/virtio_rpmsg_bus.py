@@ -496,8 +496,11 @@ class RpmsgBus:
             if ch not in self._channels:
                 return
             self._channels.remove(ch)
-        self._unbind(ch)
-        ch.registered = False
+        with ch.dev_lock:
+            # Under the device lock: a probe in progress finishes first and is then undone
+            # here; a bind that comes later sees ``registered`` False and does nothing.
+            ch.registered = False
+            self._unbind(ch)
         registry.channel_removed(ch)
 
     def bind_unbound(self, driver: RpmsgDriver) -> None:
@@ -510,56 +513,72 @@ class RpmsgBus:
 
     def unbind_driver(self, driver: RpmsgDriver) -> None:
         for ch in self.channels():
-            if ch.driver is driver:
-                self._unbind(ch)
+            with ch.dev_lock:
+                if ch.driver is driver:
+                    self._unbind(ch)
 
     def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
-        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement."""
-        if ch.driver is not None:
-            return False
-        ept = None
-        if drv.callback is not None:
-            try:
-                ept = self.create_ept(drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch)
-            except RprocError as err:
-                log.error(
-                    "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
-                )
+        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement.
+
+        All of it under the channel's device lock, as the driver core holds ``device_lock``
+        around ``really_probe``: an unbind racing with the probe (the bus removed on stop or
+        crash while a name-service announcement is being bound, or the driver unregistered)
+        waits for it and then frees what the probe allocated (a ttyRPMSG port, an rpmsg char
+        device, the default endpoint) instead of finding half a binding and leaking the rest.
+        """
+        with ch.dev_lock:
+            if ch.driver is not None or not ch.registered:
                 return False
-            ch.src = ept.addr
-            ept.dst = ch.dst
-            ch.ept = ept
-        ch.driver = drv
-        try:
-            ch.driver_data = drv.probe(ch) if drv.probe is not None else None
-        except Exception as err:
-            log.error("%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err)
-            ch.driver = None
-            ch.ept = None
-            if ept is not None:
-                self.destroy_ept(ept)
-            return False
-        if ch.announce:
-            self._announce(ch, RPMSG_NS_CREATE)
-        return True
+            ept = None
+            if drv.callback is not None:
+                try:
+                    ept = self.create_ept(
+                        drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch
+                    )
+                except RprocError as err:
+                    log.error(
+                        "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
+                    )
+                    return False
+                ch.src = ept.addr
+                ept.dst = ch.dst
+                ch.ept = ept
+            try:
+                data = drv.probe(ch) if drv.probe is not None else None
+            except Exception as err:
+                log.error(
+                    "%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err
+                )
+                ch.ept = None
+                if ept is not None:
+                    self.destroy_ept(ept)
+                return False
+            ch.driver_data = data
+            ch.driver = drv
+            if ch.announce:
+                self._announce(ch, RPMSG_NS_CREATE)
+            return True
 
     def _unbind(self, ch: Channel) -> None:
         """``rpmsg_dev_remove``: the announcement, the driver's remove, the endpoint."""
-        drv = ch.driver
-        if drv is None:
-            return
-        if ch.announce and not self._removing:
-            self._announce(ch, RPMSG_NS_DESTROY)
-        if drv.remove is not None:
-            try:
-                drv.remove(ch)
-            except Exception:
-                log.exception("%s: %s: remove of %s failed", self.name, drv.name, ch.device_name)
-        if ch.ept is not None:
-            self.destroy_ept(ch.ept)
-        ch.ept = None
-        ch.driver = None
-        ch.driver_data = None
+        with ch.dev_lock:
+            drv = ch.driver
+            if drv is None:
+                return
+            if ch.announce and not self._removing:
+                self._announce(ch, RPMSG_NS_DESTROY)
+            if drv.remove is not None:
+                try:
+                    drv.remove(ch)
+                except Exception:
+                    log.exception(
+                        "%s: %s: remove of %s failed", self.name, drv.name, ch.device_name
+                    )
+            if ch.ept is not None:
+                self.destroy_ept(ch.ept)
+            ch.ept = None
+            ch.driver = None
+            ch.driver_data = None
 
     def _announce(self, ch: Channel, flags: int) -> None:
         """``virtio_rpmsg_announce_create``/``_destroy``: from the channel's endpoint to 53."""
