@@ -528,6 +528,14 @@ class DeviceQueue(_Ring):
         value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
         return value == self._used_idx
 
+    def attachable(self) -> bool:
+        """Whether a device attaching to the ring as it is in memory now would accept it: the
+        driver's avail index at most ``num`` entries ahead of the used index. False while a
+        driver that jumped its avail index leaves it there (re-attaching would break the ring
+        again at once); True again once the driver re-creates the ring."""
+        used: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
+        return (self._avail_idx() - used) & 0xFFFF <= self.num
+
     def has_avail(self) -> bool:
         return not self.broken and self._avail_idx() != self._last_avail
 
