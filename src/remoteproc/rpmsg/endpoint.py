@@ -222,6 +222,12 @@ class Endpoint:
     def alive(self) -> bool:
         return self._gone is None
 
+    @property
+    def error(self) -> RprocError | None:
+        """Why the endpoint is gone (EPIPE: destroyed or device removed; EIO: the device is
+        dead, a ring broken by the remote), or None while alive."""
+        return self._gone
+
     def __enter__(self) -> Endpoint:
         return self
 
