@@ -315,8 +315,8 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=escape(f"remote processors under {abi.root}"))
-    for col in ("device", "name", "state", "firmware", "recovery", "coredump", "traces",
-                "dumps", "rpmsg"):
+    for col in ("device", "name", "state", "power", "firmware", "recovery", "coredump",
+                "traces", "dumps", "rpmsg"):
         table.add_column(col)
     for info in infos:
         traces = info["traces"]
@@ -324,6 +324,7 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
         # name): text, never rich markup ("fw[/x].elf" must neither vanish nor raise).
         table.add_row(
             escape(info["device"]), escape(info["name"] or "?"), _state_markup(info["state"]),
+            "n/a" if info["power"] is None else str(info["power"]),
             escape(info["firmware"] or "?"), escape(info["recovery"] or "?"),
             escape(info["coredump"] or "?"),
             "n/a" if traces is None else " ".join(f"trace{n}" for n in traces) or "-",
@@ -365,7 +366,7 @@ def _lifecycle(root: str, proc: str, verb: str, wait: bool, timeout: float,
                     errno.ETIMEDOUT,
                     f"{exc.message}; the stop was accepted but {p.name} keeps running: it was "
                     "started more than once (each start raises the power count, and Linux "
-                    "stops it when the count returns to 0), so stop it again",
+                    "stops it when the count returns to 0), so stop it again or use --force",
                     file=exc.file,
                 ) from exc
             raise
@@ -413,14 +414,27 @@ def start_cmd(proc: str, root: str, session: bool, timeout: float) -> None:
 @_PROC_REQUIRED
 @_root_option
 @click.option("--timeout", default=10.0, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Stop it whatever its power count: write stop until it reads offline (a "
+                   "processor started N times needs N stops).")
 @_client_errors
-def stop_cmd(proc: str, root: str, timeout: float) -> None:
+def stop_cmd(proc: str, root: str, timeout: float, force: bool) -> None:
     """Stop PROC (running or attached); it ends offline.
 
+    Linux counts starts (the power refcount, shown by `rproc status` under rprocd): a
+    processor started twice keeps running after one stop. --force stops it regardless.
+
     \b
-    Example:
+    Examples:
       rproc stop m4
+      rproc stop m4 --force
     """
+    if force:
+        p = _proc(root, proc)
+        writes = p.stop_force(timeout)
+        click.echo(f"{p.dev_name} ({p.name}): {p.state_or_unknown()}"
+                   + (f" ({writes} stop writes)" if writes > 1 else ""))
+        return
     _lifecycle(root, proc, "stop", True, timeout, ("offline",))
 
 
@@ -802,10 +816,14 @@ def up_cmd(mount: str, machine: str | None, firmware_dir: str | None, sims: tupl
 @_client_errors
 def down_cmd(mount: str) -> None:
     """Stop the rprocd that `rproc up` started at MOUNT (its processors stop, it unmounts)."""
-    from remoteproc.client.launch import find_rprocd
+    from remoteproc.client.launch import clear_stale_mount, find_rprocd
 
     daemon = find_rprocd(mount)
     if daemon is None:
+        stale = clear_stale_mount(mount)
+        if stale is not None:
+            click.echo(stale)
+            return
         _fail(f"{mount}: no rprocd started by `rproc up` serves it", 1)
         return
     with _console().status(f"stopping rprocd (pid {daemon.pid})..."):

@@ -1,8 +1,9 @@
 """debugfs for remote processors (spec §2.2, ``remoteproc_debugfs.c``).
 
 Owns ``rproc_debug_dir``: ``<debugfs>/remoteproc/remoteprocN/{name, recovery, crash, coredump,
-resource_table, carveout_memories, traceN}`` and ``vrings`` (ours, not the
-kernel's: the state of each virtqueue, so a ring the remote broke is visible).
+resource_table, carveout_memories, traceN}`` and ``vrings`` and ``power`` (ours, not
+the kernel's: the state of each virtqueue, so a ring the remote broke is visible; the power
+refcount, so a stop that only decrements it is explained).
 
 Rules:
 - Formats are the kernel's, byte for byte; ``%pK`` pointers print as zeros (we never expose a
@@ -131,6 +132,9 @@ def rproc_debug_dir(rproc: Rproc) -> Dir:
     def carveouts_show() -> bytes:
         return format_carveouts(rproc).encode()
 
+    def power_show() -> bytes:
+        return f"{rproc.power}\n".encode()
+
     def vrings_show() -> bytes:
         return format_vrings(rproc).encode()
 
@@ -142,6 +146,7 @@ def rproc_debug_dir(rproc: Rproc) -> Dir:
         "resource_table": Attribute(0o400, resource_table_show, None),
         "carveout_memories": Attribute(0o400, carveouts_show, None),
         "vrings": Attribute(0o400, vrings_show, None),
+        "power": Attribute(0o400, power_show, None),
     }
 
     def entries() -> dict[str, Node]:

@@ -244,7 +244,9 @@ class ElfImage:
 
         # The kernel's header checks 2-6 (§4.1), same order, same words.
         if size < 52:
-            raise RprocError(errno.EINVAL, "Image is too small", file=file)
+            # The kernel's check order and words; say what else is true when it is no ELF.
+            more = "" if bytes(mv[0:4]) == ELFMAG else f" ({size} bytes, and not an ELF file)"
+            raise RprocError(errno.EINVAL, f"Image is too small{more}", file=file)
         if bytes(mv[0:4]) != ELFMAG:
             raise RprocError(errno.EINVAL, "Image is corrupted (bad magic)", file=file)
         elf_class = mv[EI_CLASS]
