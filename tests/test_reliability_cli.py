@@ -41,6 +41,18 @@ def rprocd(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
 
 
+def refused(*args: str) -> tuple[int, str]:
+    """rprocd run with arguments it must refuse at once; stopped if it serves instead."""
+    d = rprocd(*args)
+    try:
+        _, err = d.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        d.send_signal(signal.SIGTERM)
+        d.communicate(timeout=60)
+        raise AssertionError("rprocd served instead of refusing") from None
+    return d.returncode, err
+
+
 def wait_for(cond: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():  # type: ignore[operator]
@@ -132,17 +144,16 @@ def test_a_live_mount_is_refused_as_before(mount: Path) -> None:
 
 def test_firmware_dir_that_does_not_exist_is_an_error_not_a_new_folder(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such"
-    d = rprocd("--mount", str(tmp_path / "m"), "--firmware-dir", str(missing), "--sim", "m4")
-    _, err = d.communicate(timeout=60)
-    assert d.returncode == 1
+    code, err = refused("--mount", str(tmp_path / "m"), "--firmware-dir", str(missing), "--sim",
+                        "m4")
+    assert code == 1
     assert f"{missing}: firmware folder does not exist" in err and "[ENOENT]" in err
     assert not missing.exists() and not missing.parent.exists()
 
 
 def test_mount_on_proc_self_says_why() -> None:
-    d = rprocd("--mount", "/proc/self", "--sim", "m4")
-    _, err = d.communicate(timeout=60)
-    assert d.returncode == 1
+    code, err = refused("--mount", "/proc/self", "--sim", "m4")
+    assert code == 1
     assert "inside proc, a kernel file system" in err and "Traceback" not in err
 
 

@@ -106,8 +106,6 @@ def _check_mountpoint(path: Path) -> None:
     if kind in _KERNEL_FS:
         raise RprocError(errno.EINVAL, f"cannot mount there: it is inside {kind}, a kernel file "
                          "system; choose an empty folder such as /tmp/rproc", file=str(path))
-    if path.exists() and not path.is_dir():
-        raise RprocError(errno.ENOTDIR, "cannot mount there: not a directory", file=str(path))
 
 
 class Daemon:
@@ -140,12 +138,12 @@ class Daemon:
         return self
 
     def _start(self) -> None:
-        if not self.firmware_dir.is_dir():
+        if self.firmware_dir.exists() and not self.firmware_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(self.firmware_dir))
+        if not self.firmware_dir.exists():
             # Never created behind the user's back (as root, a typo would make a folder).
-            why = "is not a directory" if self.firmware_dir.exists() else "does not exist"
-            raise RprocError(errno.ENOENT if not self.firmware_dir.exists() else errno.ENOTDIR,
-                             f"firmware folder {why}: create it or name another one",
-                             file=str(self.firmware_dir))
+            raise RprocError(errno.ENOENT, "firmware folder does not exist: create it or name "
+                             "another one", file=str(self.firmware_dir))
         stale = clear_stale_mount(self.mountpoint)
         if stale is not None:
             log.warning("%s", stale)
