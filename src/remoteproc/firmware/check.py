@@ -27,6 +27,9 @@ from remoteproc.firmware.rsc_table import RSC_IGNORED
 
 PT_LOAD = 1
 PF_W = 2
+# Refusals of rproc_elf_load_segments(): the boot meets them after the resource table, so a
+# table or entry error comes first in the report, as it would in the kernel's log.
+LOAD_STAGE_CODES = frozenset({"bad-phdr", "truncated-fw", "size-overflow", "bad-phdr-da"})
 RSC_TABLE_SECTION = ".resource_table"
 
 
@@ -240,16 +243,22 @@ class _Checker:
                 )
             return False
         if raw.type == rt.RSC_DEVMEM:
+            # rproc_handle_devmem() looks for the IOMMU domain before the entry's size, so a
+            # truncated devmem entry is refused for the missing IOMMU first.
             dm = rt.Devmem.from_entry(raw, byteorder, check=False)
             if not self.has_iommu:
+                try:
+                    da: int | None = dm.da
+                except RprocError:
+                    da = None
                 self.add(
                     "error",
                     "devmem-no-iommu",
-                    "devmem entry on a processor without an IOMMU: Linux fails the boot with "
-                    "EINVAL and logs nothing (use --iommu if the platform has one)",
+                    "devmem rsc needs an iommu: on a processor without one Linux fails the "
+                    "boot with EINVAL and logs nothing (use --iommu if the platform has one)",
                     errno=errno.EINVAL,
                     spec="§5.4",
-                    da=dm.da,
+                    da=da,
                     **where,
                 )
                 return True
@@ -342,9 +351,13 @@ def check_firmware(
     """Replay Linux's boot-time decisions for ``fw``; never raises for bad images."""
     checker = _Checker(fw, host_byteorder=host_byteorder, has_iommu=has_iommu)
     image = checker.check_elf()
-    if image is None or checker.report.errors:
-        return checker.report
-    table = checker.check_table(image)
-    if table is not None:
-        checker.check_entries(table)
+    load_errors = [f for f in checker.report.findings
+                   if f.severity == "error" and f.code in LOAD_STAGE_CODES]
+    checker.report.findings = [f for f in checker.report.findings if f not in load_errors]
+    if image is not None and not checker.report.errors:
+        table = checker.check_table(image)
+        if table is not None:
+            checker.check_entries(table)
+    # The kernel's order: sanity checks, then the table and its entries, then loading.
+    checker.report.findings.extend(load_errors)
     return checker.report

@@ -680,13 +680,13 @@ def _lookup(img: ElfImage, mv: memoryview) -> RscTableLookup:
     found: list[Finding] = []
     sec = img.section(RSC_TABLE_NAME)
     if sec is None:
-        why = "no .resource_table section"
+        why = "no resource table found: no .resource_table section"
         if len(img.sections) < img.shnum:
             why += " among the section headers inside the image"
         found.append(
             Finding(
                 "error",
-                why + ": the default ELF parse_fw fails the boot with EINVAL "
+                why + "; the default ELF parse_fw fails the boot with EINVAL "
                 "(platforms such as stm32/imx tolerate it)",
                 errno=errno.EINVAL,
                 spec="§4.4",
@@ -851,6 +851,13 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
                 errno.EOVERFLOW,
                 f"size ({seg.memsz:x}) does not fit in size_t type",
                 "size-overflow",
+            )
+        elif seg.memsz and seg.paddr + seg.memsz > 1 << 64:
+            # past the end of the 64-bit address space: no platform's da_to_va maps it
+            problem = (
+                errno.EINVAL,
+                f"bad phdr da {seg.paddr:#x} mem {seg.memsz:#x}",
+                "bad-phdr-da",
             )
         if problem is not None:
             out.append(
