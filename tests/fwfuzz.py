@@ -75,7 +75,7 @@ class SparseSim(SimPlatform):
         keep: list[tuple[int, bytearray]] = []
         merged: list[tuple[int, bytearray]] = []
         for base, buf in self.spans:
-            if base < hi and lo < base + len(buf) or base + len(buf) == lo or hi == base:
+            if (base < hi and lo < base + len(buf)) or base + len(buf) == lo or hi == base:
                 merged.append((base, buf))
                 lo, hi = min(lo, base), max(hi, base + len(buf))
             else:

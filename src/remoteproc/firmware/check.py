@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from remoteproc.errors import Finding, RprocError, errno_name
@@ -115,25 +115,37 @@ class _Checker:
         """The ELF-level findings come from the loader (one implementation of §4); the checker
         only decides what they mean for the target host."""
         for finding in elf.check_image(self.fw):
-            if finding.code in ("big-endian", "little-endian"):
-                image_order = ">" if finding.code == "big-endian" else "<"
-                if image_order == self.host_byteorder:
-                    continue  # the target CPU has the image's byte order: Linux accepts it
-                host = "little" if self.host_byteorder == "<" else "big"
-                finding = replace(
-                    finding,
-                    severity="error",
-                    errno=errno.EINVAL,
-                    message=f"Unsupported firmware endianness: Linux on a {host}-endian CPU "
-                    "refuses this image (remoteproc here reads it in its own byte order)",
-                )
-            self.report.findings.append(finding)
+            # The loader's endianness note is about the CPU running it; the target is ours.
+            if finding.code not in ("big-endian", "little-endian"):
+                self.report.findings.append(finding)
+        image_order = self._image_byteorder()
+        if image_order is not None and image_order != self.host_byteorder:
+            host = "little" if self.host_byteorder == "<" else "big"
+            # The first of the kernel's header checks this image fails: it goes first.
+            self.report.findings.insert(0, Finding(
+                "error",
+                f"Unsupported firmware endianness: Linux on a {host}-endian CPU refuses this "
+                "image (remoteproc here reads it in its own byte order)",
+                errno=errno.EINVAL,
+                offset=elf.EI_DATA,
+                spec="§4.1",
+                code="big-endian" if image_order == ">" else "little-endian",
+            ))
         try:
             image = self.fw.elf
         except RprocError:
             return None
         self.loads = [s for s in image.segments if s.type == PT_LOAD]
         return image
+
+    def _image_byteorder(self) -> str | None:
+        """EI_DATA, when the kernel's checks before it (size, magic, class) pass."""
+        data = bytes(self.fw.data[:64])
+        if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2):
+            return None
+        if data[4] == 2 and len(data) < 64:
+            return None
+        return {1: "<", 2: ">"}.get(data[5])
 
     def in_segments(self, da: int, length: int) -> bool:
         return any(s.paddr <= da and da + length <= s.paddr + s.memsz for s in self.loads)

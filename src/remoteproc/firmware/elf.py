@@ -830,7 +830,10 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
         check_parsed(img)
     except RprocError as exc:
         sanity_msg = exc.message
-        out.append(_error_finding(exc, "§4.1", "elf-sanity"))
+        # The parse found the same problem with its own code: keep that code.
+        specific = next((f.code for f in img.findings
+                         if _is_error(f) and f.message == sanity_msg and f.code), None)
+        out.append(_error_finding(exc, "§4.1", specific or "elf-sanity"))
     out.extend(f for f in img.findings if not (_is_error(f) and f.message == sanity_msg))
     for seg in img.load_segments():
         problem: tuple[int, str, str] | None = None
