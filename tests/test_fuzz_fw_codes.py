@@ -24,7 +24,8 @@ from elfbuild import (
 import remoteproc.firmware.check as check_mod
 import remoteproc.firmware.elf as elf_mod
 from remoteproc.firmware.check import check_firmware
-from remoteproc.firmware.elf import PF_R, Firmware, check_image
+from remoteproc.firmware.elf import Firmware, check_image
+from remoteproc.firmware.elf_layout import PF_R
 
 RSC = 0x2000_0000
 ANY = 0xFFFF_FFFF

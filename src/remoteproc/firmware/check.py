@@ -127,7 +127,7 @@ class _Checker:
                 f"Unsupported firmware endianness: Linux on a {host}-endian CPU refuses this "
                 "image (remoteproc here reads it in its own byte order)",
                 errno=errno.EINVAL,
-                offset=elf.EI_DATA,
+                offset=5,  # EI_DATA
                 spec="§4.1",
                 code="big-endian" if image_order == ">" else "little-endian",
             ))
