@@ -172,7 +172,8 @@ def test_sanity_null_firmware() -> None:
 
 def test_sanity_too_small() -> None:
     raises(lambda: sanity_check(b"\x7fELF" + bytes(47)), errno.EINVAL, "Image is too small")
-    raises(lambda: sanity_check(b""), errno.EINVAL, "Image is too small")
+    raises(lambda: sanity_check(b""), errno.EINVAL,
+           "Image is too small (0 bytes, and not an ELF file)")
 
 
 def test_sanity_bad_magic() -> None:

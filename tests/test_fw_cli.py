@@ -50,7 +50,7 @@ def test_check_agrees_with_what_linux_does(name: str) -> None:
         ("stm32mp1-like-m4.elf", 0, "ok"),
         ("unknown-type-5.elf", 1, "unsupported resource 5"),
         ("vendor-last.elf", 2, "RSC_IGNORED"),
-        ("devmem.elf", 2, "devmem entry on a processor without an IOMMU"),
+        ("devmem.elf", 2, "devmem rsc needs an iommu"),
         ("big-endian-cr4.elf", 2, "Unsupported firmware endianness"),
         ("no-rsc-table.elf", 2, "no .resource_table section"),
     ],

@@ -5,6 +5,7 @@ keeps working afterwards."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import struct
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rpmsg_pair import RpmsgPair
 
+from remoteproc.errors import RprocError
 from remoteproc.rpmsg.endpoint import Endpoint
 from remoteproc.rpmsg.remote import echo
 from remoteproc.rpmsg.wire import RPMSG_NS_ADDR, RPMSG_NS_DESTROY, encode_ns_msg
@@ -134,12 +136,13 @@ def test_used_idx_jump(pair: RpmsgPair, caplog: pytest.LogCaptureFixture) -> Non
         pair.interrupt_host(0)
         pair.interrupt_host(0)  # a broken ring stays quiet
     assert "used idx 40000 vring 0: used index 40000 jumps" in caplog.text
-    assert caplog.text.count("jumps") == 1
+    assert caplog.text.count("used idx 40000 vring 0: used index 40000 jumps") == 1
+    assert caplog.text.count("is dead") == 1
     assert pair.bus.rvq.broken
-    # the transmit direction is another ring and keeps working
-    host = _host(pair)
-    host.send(b"one way")
-    assert pair.remote.rx_messages >= 1
+    # the device is visibly dead: the next send fails with the reason (issue 13)
+    with pytest.raises(RprocError) as info:
+        _host(pair).send(b"one way")
+    assert info.value.errno == errno.EIO and "vring 0 was broken" in info.value.message
 
 
 @pytest.mark.parametrize("length", [0, 39, 41, 100])

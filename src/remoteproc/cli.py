@@ -315,8 +315,8 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=escape(f"remote processors under {abi.root}"))
-    for col in ("device", "name", "state", "firmware", "recovery", "coredump", "traces",
-                "dumps", "rpmsg"):
+    for col in ("device", "name", "state", "power", "firmware", "recovery", "coredump",
+                "traces", "dumps", "rpmsg"):
         table.add_column(col)
     for info in infos:
         traces = info["traces"]
@@ -324,6 +324,7 @@ def status_cmd(proc: str | None, root: str, as_json: bool) -> None:
         # name): text, never rich markup ("fw[/x].elf" must neither vanish nor raise).
         table.add_row(
             escape(info["device"]), escape(info["name"] or "?"), _state_markup(info["state"]),
+            "n/a" if info["power"] is None else str(info["power"]),
             escape(info["firmware"] or "?"), escape(info["recovery"] or "?"),
             escape(info["coredump"] or "?"),
             "n/a" if traces is None else " ".join(f"trace{n}" for n in traces) or "-",
@@ -365,7 +366,7 @@ def _lifecycle(root: str, proc: str, verb: str, wait: bool, timeout: float,
                     errno.ETIMEDOUT,
                     f"{exc.message}; the stop was accepted but {p.name} keeps running: it was "
                     "started more than once (each start raises the power count, and Linux "
-                    "stops it when the count returns to 0), so stop it again",
+                    "stops it when the count returns to 0), so stop it again or use --force",
                     file=exc.file,
                 ) from exc
             raise
@@ -413,14 +414,27 @@ def start_cmd(proc: str, root: str, session: bool, timeout: float) -> None:
 @_PROC_REQUIRED
 @_root_option
 @click.option("--timeout", default=10.0, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Stop it whatever its power count: write stop until it reads offline (a "
+                   "processor started N times needs N stops).")
 @_client_errors
-def stop_cmd(proc: str, root: str, timeout: float) -> None:
+def stop_cmd(proc: str, root: str, timeout: float, force: bool) -> None:
     """Stop PROC (running or attached); it ends offline.
 
+    Linux counts starts (the power refcount, shown by `rproc status` under rprocd): a
+    processor started twice keeps running after one stop. --force stops it regardless.
+
     \b
-    Example:
+    Examples:
       rproc stop m4
+      rproc stop m4 --force
     """
+    if force:
+        p = _proc(root, proc)
+        writes = p.stop_force(timeout)
+        click.echo(f"{p.dev_name} ({p.name}): {p.state_or_unknown()}"
+                   + (f" ({writes} stop writes)" if writes > 1 else ""))
+        return
     _lifecycle(root, proc, "stop", True, timeout, ("offline",))
 
 
@@ -642,22 +656,33 @@ def crash_cmd(proc: str, kind: str, wait: bool, timeout: float, root: str) -> No
 @_client_errors
 def watch_cmd(procs: tuple[str, ...], interval: float, count: int, timeout: float, root: str,
               as_json: bool) -> None:
-    """Print state changes of every processor (or of PROC...) as they happen.
+    """Print what happens to every processor (or to PROC...) as it happens.
 
-    Uses poll() on the sysfs state files where that wakes (rprocd); the kernel does not
-    notify state changes, so on a board it reads them every --interval seconds.
+    Under rprocd it reads the event stream (MOUNT/rprocd/events): every state change (a crash
+    that recovers shows as running -> crashed -> offline -> running), crash reports with their
+    type, recovery start/done/failed, coredumps, boot failures and vrings broken by the remote.
+    On a board the kernel reports none of that: only the sysfs state files are watched, by poll()
+    where that wakes, else read every --interval seconds.
 
     \b
     Examples:
       rproc watch
       rproc watch m4 --json --count 2
     """
+    abi = _abi(root)
+    targets = [abi.processor(w) for w in procs] if procs else abi.processors()
+    if (abi.root / "rprocd" / "events").exists():
+        _watch_events(abi, targets, count, timeout, as_json)
+        return
+    _watch_states(targets, interval, count, timeout, as_json)
+
+
+def _watch_states(targets: list[Any], interval: float, count: int, timeout: float,
+                  as_json: bool) -> None:
     import time
 
     from remoteproc.client.watch import StateWatcher
 
-    abi = _abi(root)
-    targets = [abi.processor(w) for w in procs] if procs else abi.processors()
     with StateWatcher(targets, interval=interval) as watcher:
         if not as_json:
             now = ", ".join(f"{d}={s}" for d, s in watcher.states().items())
@@ -680,6 +705,67 @@ def watch_cmd(procs: tuple[str, ...], interval: float, count: int, timeout: floa
                 if count and seen >= count:
                     return
             sys.stdout.flush()
+
+
+def _watch_events(abi: Any, targets: list[Any], count: int, timeout: float,
+                  as_json: bool) -> None:
+    import time
+
+    from remoteproc.client.events import EventStream
+
+    # The stream first, then the states: nothing that happens in between is missed.
+    with EventStream(abi.root) as stream:
+        last = {p.dev_name: p.state_or_unknown() for p in targets}
+        names = {p.dev_name: p.name for p in targets}
+        if not as_json:
+            now = ", ".join(f"{d}={st}" for d, st in last.items())
+            click.echo(f"watching {now}; rprocd's event stream (states, crashes, recoveries, "
+                       "coredumps, failures)", err=True)
+        seen = 0
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+
+        def emit(device: str, name: str, when: float, text: str, doc: dict[str, object]) -> bool:
+            nonlocal seen
+            if as_json:
+                click.echo(json.dumps(doc))
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(when))
+                click.echo(f"{stamp} {device} ({name}): {text}")
+            sys.stdout.flush()
+            seen += 1
+            return bool(count) and seen >= count
+
+        while last:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            ev = stream.next(left)
+            if ev is None:
+                if not stream.ended:
+                    continue
+                # rprocd went away: every processor is gone with it
+                for device, state in list(last.items()):
+                    if emit(device, names[device], time.time(), f"{state} -> gone",
+                            {"time": time.time(), "device": device, "name": names[device],
+                             "kind": "state", "old": state, "new": "gone"}):
+                        return
+                return
+            if ev.device not in last:
+                continue
+            doc = ev.to_dict()
+            if ev.kind == "state":
+                doc.update(old=ev.old, new=ev.state, cause=ev.detail)
+                last[ev.device] = ev.state
+            elif ev.kind == "deleted":
+                doc.update(kind="state", old=last[ev.device], new="gone")
+                done = emit(ev.device, ev.name, ev.time, f"{last.pop(ev.device)} -> gone", doc)
+                if done:
+                    return
+                continue
+            elif ev.kind == "crash":
+                doc["type"] = ev.detail
+            if emit(ev.device, ev.name, ev.time, ev.describe(), doc):
+                return
 
 
 # ---- rprocd in the background -------------------------------------------------------------------
@@ -730,10 +816,14 @@ def up_cmd(mount: str, machine: str | None, firmware_dir: str | None, sims: tupl
 @_client_errors
 def down_cmd(mount: str) -> None:
     """Stop the rprocd that `rproc up` started at MOUNT (its processors stop, it unmounts)."""
-    from remoteproc.client.launch import find_rprocd
+    from remoteproc.client.launch import clear_stale_mount, find_rprocd
 
     daemon = find_rprocd(mount)
     if daemon is None:
+        stale = clear_stale_mount(mount)
+        if stale is not None:
+            click.echo(stale)
+            return
         _fail(f"{mount}: no rprocd started by `rproc up` serves it", 1)
         return
     with _console().status(f"stopping rprocd (pid {daemon.pid})..."):

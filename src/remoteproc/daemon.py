@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
+from remoteproc.client.launch import clear_stale_mount
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
@@ -70,6 +73,39 @@ def sim_image() -> bytes:
     tb.add_trace(0x2000_0100, 0x100, name="trace0")
     return build_image([(0x0, b"\0" * 256), (0x2000_0100, b"hello from sim\n\0")],
                        rsc_table=tb.build(), rsc_da=0x8000, entry=0x101)
+
+
+# Kernel file systems a FUSE mount must not go onto (mounting over /proc/self hides a process's
+# own view of itself; the kernel refuses most of these anyway, with a confusing errno).
+_KERNEL_FS = ("proc", "sysfs", "debugfs", "tracefs", "cgroup", "cgroup2", "securityfs",
+              "devpts", "mqueue", "bpf", "pstore", "configfs", "fusectl", "binfmt_misc")
+
+
+def _fs_type(path: Path) -> str | None:
+    """The type of the file system ``path`` lives on (longest mount point prefix)."""
+    real = os.path.realpath(path)
+    best, kind = "", None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                mnt = fields[4].replace("\\040", " ")
+                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+                if inside and len(mnt) >= len(best):
+                    best, kind = mnt, right.split()[0]
+    except OSError:
+        return None
+    return kind
+
+
+def _check_mountpoint(path: Path) -> None:
+    kind = _fs_type(path)
+    if kind in _KERNEL_FS:
+        raise RprocError(errno.EINVAL, f"cannot mount there: it is inside {kind}, a kernel file "
+                         "system; choose an empty folder such as /tmp/rproc", file=str(path))
 
 
 class Daemon:
@@ -102,7 +138,16 @@ class Daemon:
         return self
 
     def _start(self) -> None:
-        self.firmware_dir.mkdir(parents=True, exist_ok=True)
+        if self.firmware_dir.exists() and not self.firmware_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(self.firmware_dir))
+        if not self.firmware_dir.exists():
+            # Never created behind the user's back (as root, a typo would make a folder).
+            raise RprocError(errno.ENOENT, "firmware folder does not exist: create it or name "
+                             "another one", file=str(self.firmware_dir))
+        stale = clear_stale_mount(self.mountpoint)
+        if stale is not None:
+            log.warning("%s", stale)
+        _check_mountpoint(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         host = self.host = Host([self.firmware_dir, BUNDLED_FIRMWARE])
         # rprocd stops every processor itself on SIGTERM/SIGINT/SIGHUP; the panic hook covers an

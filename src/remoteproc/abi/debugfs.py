@@ -1,7 +1,9 @@
 """debugfs for remote processors (spec §2.2, ``remoteproc_debugfs.c``).
 
 Owns ``rproc_debug_dir``: ``<debugfs>/remoteproc/remoteprocN/{name, recovery, crash, coredump,
-resource_table, carveout_memories, traceN}``.
+resource_table, carveout_memories, traceN}`` and ``vrings`` and ``power`` (ours, not
+the kernel's: the state of each virtqueue, so a ring the remote broke is visible; the power
+refcount, so a stop that only decrements it is explained).
 
 Rules:
 - Formats are the kernel's, byte for byte; ``%pK`` pointers print as zeros (we never expose a
@@ -29,7 +31,7 @@ from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import format_resource_table
 
-__all__ = ["format_carveouts", "rproc_debug_dir"]
+__all__ = ["format_carveouts", "format_vrings", "rproc_debug_dir"]
 
 log = logging.getLogger("remoteproc.abi")
 
@@ -47,6 +49,24 @@ def format_carveouts(rproc: Rproc) -> str:
             f"\tDevice address: 0x{mem.da & 0xFFFFFFFF:x}\n"
             f"\tLength: 0x{mem.len:x} Bytes\n\n"
         )
+    return "".join(out)
+
+
+def format_vrings(rproc: Rproc) -> str:
+    """Not a kernel file: one line per virtqueue of the processor's virtio devices, ``ok`` or
+    ``broken`` with the reason (the kernel's BAD_RING only logs; here a dead channel shows)."""
+    out: list[str] = []
+    for rvdev in list(rproc.rvdevs):
+        for rvring in list(rvdev.vrings):
+            vq = rvring.vq
+            head = f"{rvdev.name} vring{rvring.index}: num {rvring.num} notifyid {rvring.notifyid}"
+            if vq is None:
+                out.append(f"{head}: not in use\n")
+            elif vq.broken:
+                why = vq.last_error.message if vq.last_error is not None else "broken"
+                out.append(f"{head}: broken: {why} (errors {vq.errors})\n")
+            else:
+                out.append(f"{head}: ok (errors {vq.errors})\n")
     return "".join(out)
 
 
@@ -112,6 +132,12 @@ def rproc_debug_dir(rproc: Rproc) -> Dir:
     def carveouts_show() -> bytes:
         return format_carveouts(rproc).encode()
 
+    def power_show() -> bytes:
+        return f"{rproc.power}\n".encode()
+
+    def vrings_show() -> bytes:
+        return format_vrings(rproc).encode()
+
     fixed: dict[str, Node] = {
         "name": Attribute(0o400, name_show, None),
         "recovery": Attribute(0o600, recovery_show, recovery_store),
@@ -119,6 +145,8 @@ def rproc_debug_dir(rproc: Rproc) -> Dir:
         "coredump": Attribute(0o600, coredump_show, coredump_store),
         "resource_table": Attribute(0o400, resource_table_show, None),
         "carveout_memories": Attribute(0o400, carveouts_show, None),
+        "vrings": Attribute(0o400, vrings_show, None),
+        "power": Attribute(0o400, power_show, None),
     }
 
     def entries() -> dict[str, Node]:

@@ -204,6 +204,10 @@ class EptDev:
             req.wait(self._cond, lambda: bool(self._queue) or self.ept is None
                      or not self.ept.alive)
             if not self._queue:
+                # a dead device (a ring the remote broke) says so: EIO with its reason
+                gone = self.ept.error if self.ept is not None else None
+                if gone is not None:
+                    raise RprocError(gone.errno, gone.message)
                 raise RprocError(errno.EPIPE, "endpoint is gone")
             msg = self._queue.popleft()
         return msg[:size]

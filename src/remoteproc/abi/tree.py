@@ -9,9 +9,11 @@ Owns ``AbiTree``: the root ``Dir`` with
 - ``sys/bus/rpmsg/devices/``, ``sys/class/rpmsg/``,
 - ``lib/firmware`` (a link to the host's first firmware folder, so ``cp`` lands in the search
   path),
-- ``rprocd/events``: not a kernel file; each open file receives the host's events (state
-  changes, crashes, recovery, attach, detach, coredumps), one JSON line per ``read()``, with
-  O_NONBLOCK and poll.
+- ``rprocd/events``: not a kernel file; each open file receives every event the host's core
+  publishes from the open on (state changes with their cause, crash reports with their type,
+  recovery start/done/failed, coredumps, attach, detach, boot failures, vrings broken by the
+  remote), one JSON line per ``read()`` with its ``seq`` and wall-clock ``time``; a read blocks
+  until one comes (EAGAIN with O_NONBLOCK) and poll says POLLIN. ``client/events.py`` reads it.
 
 Rules:
 - Directories are computed at lookup, so processors, traces, dumps and rpmsg devices appear and
@@ -30,6 +32,7 @@ from __future__ import annotations
 import errno
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -68,8 +71,10 @@ _EVENT_BACKLOG = 1024  # events kept per slow reader before the oldest are dropp
 
 
 def event_json(ev: Event) -> bytes:
-    d: dict[str, Any] = {"seq": ev.seq, "rproc": ev.rproc, "name": ev.name,
-                         "kind": ev.kind.value, "state": ev.state}
+    # Event.time is monotonic; readers in other processes want the wall clock
+    wall = time.time() - (time.monotonic() - ev.time)
+    d: dict[str, Any] = {"seq": ev.seq, "time": round(wall, 6), "rproc": ev.rproc,
+                         "name": ev.name, "kind": ev.kind.value, "state": ev.state}
     if ev.old is not None:
         d["old"] = ev.old
     if ev.detail is not None:

@@ -168,6 +168,8 @@ class TtyAbi:
 
     def add_port(self, channel: Channel) -> TtyPort:
         with self._lock:
+            if self._closed:  # a probe that raced with close() must not outlive it
+                raise RprocError(errno.ENODEV, "Failed to alloc tty port: the ABI is closed")
             index = 0
             while index in self.ports:
                 index += 1
@@ -194,7 +196,8 @@ class TtyAbi:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._lock:
+            self._closed = True
         with _instances_lock:
             if self in _instances:
                 _instances.remove(self)

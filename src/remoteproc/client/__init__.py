@@ -13,12 +13,16 @@ Modules: ``root`` (paths, attribute I/O, explained errors), ``rproc`` (``RemoteP
 (echo round trips), ``launch`` (``rprocd`` in the background), ``demo`` (``rproc demo``). The
 ioctl numbers and ``rpmsg_endpoint_info`` come from ``remoteproc.uapi``, shared with rprocd.
 
+One exception: ``events`` (``EventStream``) reads rprocd's ``rprocd/events``, since the kernel
+has no way to tell a program that its processor crashed.
+
 Rule for the whole package: only the kernel's paths and semantics, nothing rprocd-only; every
 failure is an ``RprocError`` with the system call's errno, the file, and what to do about it.
 """
 
 from __future__ import annotations
 
+from remoteproc.client.events import EventStream, ProcessorEvent
 from remoteproc.client.root import AbiRoot
 from remoteproc.client.rpmsg import Endpoint, RpmsgCtrl, channel_device, channels
 from remoteproc.client.rproc import Coredump, RemoteProc
@@ -29,6 +33,8 @@ __all__ = [
     "AbiRoot",
     "Coredump",
     "Endpoint",
+    "EventStream",
+    "ProcessorEvent",
     "RemoteProc",
     "RpmsgCtrl",
     "Session",

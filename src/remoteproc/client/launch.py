@@ -13,6 +13,10 @@ Rules:
   ``rproc down`` find the daemon again; a record whose process is gone is ignored.
 - ``stop()`` sends SIGTERM (rprocd stops every processor, then unmounts) and waits; after the
   timeout it sends SIGKILL and detaches the mount lazily, so a stop always leaves no mount.
+- A mount of rprocd's whose daemon was killed (SIGKILL) stays in the mount table and answers
+  ENOTCONN: ``clear_stale_mount`` removes it (``fusermount3 -u``, lazily if that fails) and says
+  so; ``rproc up``, ``rproc down`` and rprocd itself call it. A mount that still answers belongs
+  to a live process and is never touched.
 - Only the client side of the daemon lives here: nothing imports the daemon's modules.
 """
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from remoteproc.client.root import AbiRoot
 from remoteproc.errors import RprocError
 
-__all__ = ["Rprocd", "find_rprocd", "start_rprocd"]
+__all__ = ["Rprocd", "clear_stale_mount", "find_rprocd", "start_rprocd"]
 
 READY = "rprocd: serving"
 
@@ -109,6 +113,9 @@ class Rprocd:
                     os.kill(self.pid, signal.SIGKILL)
                 self._wait_exit(5)
         if AbiRoot(self.mount).mount_type() is not None:
+            with contextlib.suppress(RprocError):
+                clear_stale_mount(self.mount)
+        if AbiRoot(self.mount).mount_type() is not None:
             subprocess.run(["umount", "-l", str(self.mount)], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             rec = _record_path(self.mount)
@@ -127,6 +134,33 @@ def find_rprocd(mount: str | os.PathLike[str]) -> Rprocd | None:
     if pid <= 0 or not _alive(pid):
         return None
     return Rprocd(pid, path, Path(rec.get("log", "")))
+
+
+def clear_stale_mount(mount: str | os.PathLike[str]) -> str | None:
+    """Remove a dead rprocd mount at ``mount``: a ``fuse.rprocd`` mount whose server is gone
+    (ENOTCONN). Returns the message to show when one was removed, None when there was none;
+    ENOTCONN naming the command to run when it cannot be removed."""
+    path = Path(os.path.abspath(mount))
+    kind = AbiRoot(path).mount_type()
+    if kind is None or not kind.endswith("rprocd"):
+        return None
+    try:
+        os.stat(path)
+        return None  # it answers: a live rprocd serves it
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            return None
+    for cmd in (["fusermount3", "-u", str(path)], ["fusermount3", "-uz", str(path)],
+                ["umount", "-l", str(path)]):
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if AbiRoot(path).mount_type() is None:
+            return (f"{path}: removed the stale mount of an rprocd that is gone (Transport "
+                    f"endpoint is not connected) with `{' '.join(cmd[:2])}`")
+    raise RprocError(errno.ENOTCONN, "the mount of an rprocd that is gone is stale and could not "
+                     f"be removed: run `fusermount3 -uz {path}` as root", file=str(path))
 
 
 def _check_fuse() -> None:
@@ -153,6 +187,9 @@ def start_rprocd(mount: str | os.PathLike[str], *, machine: str | None = None,
     if running is not None:
         raise RprocError(errno.EBUSY, f"rprocd (pid {running.pid}) already serves it; stop it "
                          f"with `rproc down --mount {path}`", file=str(path))
+    stale = clear_stale_mount(path)
+    if stale is not None:
+        print(f"rproc: {stale}", file=sys.stderr)
     if AbiRoot(path).mount_type() is not None:
         raise RprocError(errno.EBUSY, "something is already mounted there", file=str(path))
     path.mkdir(parents=True, exist_ok=True)

@@ -258,6 +258,10 @@ class Endpoint(FdOwner):
         code = exc.errno or errno.EIO
         if code == errno.EPIPE:
             text = "the endpoint is gone (the remote processor stopped or crashed)"
+        elif code == errno.EIO:
+            text = (f"cannot {doing}: the rpmsg channel is dead, the remote broke a vring "
+                    "(see `rproc watch` or debugfs remoteprocN/vrings); restart or re-attach "
+                    "the processor to get it back")
         elif code == errno.EMSGSIZE:
             text = f"message too long: rpmsg carries at most {RPMSG_MTU} bytes"
         elif code == errno.EINVAL and doing == "send":

@@ -291,6 +291,33 @@ class RemoteProc:
         write_attr(path, f"{number}\n".encode(),
                    hint=f"debugfs has no crash file for {self.dev_name}")
 
+    def power(self) -> int | None:
+        """The power refcount (how many stops it takes to stop it): rprocd's debugfs ``power``;
+        None where it is not shown (the kernel keeps it internal)."""
+        try:
+            path = self._debugfs_file("power")
+        except RprocError:
+            return None
+        try:
+            return int(read_attr(path))
+        except (RprocError, ValueError):
+            return None
+
+    def stop_force(self, timeout: float = 10.0) -> int:
+        """Stop whatever the power count: write ``stop`` until the state reads ``offline``
+        (each write drops the count by one, as Linux's ``rproc_shutdown``). Returns how many
+        writes it took; ETIMEDOUT if it is still not offline after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        writes = 0
+        # the write is synchronous (state_store -> rproc_shutdown): the state after it is final
+        while (state := self.state_or_unknown()) in ("running", "attached"):
+            if time.monotonic() > deadline:
+                raise RprocError(errno.ETIMEDOUT, f"{self.dev_name} is still {state} after "
+                                 f"{writes} stop writes", file=str(self.sysfs / "state"))
+            self.stop()
+            writes += 1
+        return writes
+
     def traces(self) -> list[int]:
         """The trace buffers the running firmware declared (``traceN`` in debugfs)."""
         base = self._debugfs_file("")
@@ -385,5 +412,6 @@ class RemoteProc:
         except RprocError:
             info["traces"] = None
         info["coredumps"] = [d.name for d in self.coredumps()]
+        info["power"] = self.power()
         info["cdev"] = str(self.cdev) if self.cdev.exists() else None
         return info

@@ -59,6 +59,9 @@ class EventKind(enum.Enum):
     ADDED = "added"
     DELETED = "deleted"
     FIRMWARE = "firmware"  # firmware name changed (``detail`` = new name)
+    # a virtio ring the remote corrupted (the kernel's BAD_RING): ``detail`` names the device and
+    # ring, ``error`` says what was wrong; its channels are dead until a restart or re-attach
+    VRING_BROKEN = "vring_broken"
 
 
 _seq = itertools.count(1)

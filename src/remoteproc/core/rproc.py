@@ -800,6 +800,14 @@ class Rproc:
         self._emit(EventKind.CRASH, detail=label)
         self._workqueue().queue(("crash", id(self)), self._crash_handler_work)
 
+    def report_vring_broken(self, where: str, error: RprocError) -> None:
+        """A virtio ring of this processor was broken by the remote (the kernel's ``BAD_RING``,
+        which Linux only logs): publish it, so the dead channel is visible (``rproc watch``,
+        the events file). Safe from any thread; never waits for subscribers."""
+        log.error("%s: %s is broken, its channels are dead until the processor restarts: %s",
+                  self.dev_name, where, error)
+        self._emit(EventKind.VRING_BROKEN, detail=where, error=error)
+
     def _workqueue(self) -> WorkQueue:
         if self.host is not None:
             return self.host.workqueue

@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from remoteproc.errors import Finding, RprocError, errno_name
@@ -27,6 +27,9 @@ from remoteproc.firmware.rsc_table import RSC_IGNORED
 
 PT_LOAD = 1
 PF_W = 2
+# Refusals of rproc_elf_load_segments(): the boot meets them after the resource table, so a
+# table or entry error comes first in the report, as it would in the kernel's log.
+LOAD_STAGE_CODES = frozenset({"bad-phdr", "truncated-fw", "size-overflow", "bad-phdr-da"})
 RSC_TABLE_SECTION = ".resource_table"
 
 
@@ -94,12 +97,17 @@ class _Checker:
         self.report.findings.append(Finding(severity, message, code=code, **kw))
 
     def error_from(self, code: str, exc: RprocError, spec: str, **kw: Any) -> None:
+        """An error finding from a refusal of the loader or codec: where the exception knows the
+        location it wins, the caller's ``index``/``offset``/``da``/``what`` fill the rest (each
+        key exactly once: a key present on both sides must not reach ``Finding`` twice)."""
         where = {
             "index": exc.index if exc.index is not None else kw.pop("index", None),
             "offset": exc.offset if exc.offset is not None else kw.pop("offset", None),
             "da": exc.da if exc.da is not None else kw.pop("da", None),
             "what": exc.what or kw.pop("what", None),
         }
+        for key in where:
+            kw.pop(key, None)
         self.add("error", code, exc.message, errno=exc.errno, spec=spec, **where, **kw)
 
     # -- §4.1, §4.3, §4.4: the loader's own diagnostics -------------------------------------------
@@ -107,25 +115,37 @@ class _Checker:
         """The ELF-level findings come from the loader (one implementation of §4); the checker
         only decides what they mean for the target host."""
         for finding in elf.check_image(self.fw):
-            if finding.code in ("big-endian", "little-endian"):
-                image_order = ">" if finding.code == "big-endian" else "<"
-                if image_order == self.host_byteorder:
-                    continue  # the target CPU has the image's byte order: Linux accepts it
-                host = "little" if self.host_byteorder == "<" else "big"
-                finding = replace(
-                    finding,
-                    severity="error",
-                    errno=errno.EINVAL,
-                    message=f"Unsupported firmware endianness: Linux on a {host}-endian CPU "
-                    "refuses this image (remoteproc here reads it in its own byte order)",
-                )
-            self.report.findings.append(finding)
+            # The loader's endianness note is about the CPU running it; the target is ours.
+            if finding.code not in ("big-endian", "little-endian"):
+                self.report.findings.append(finding)
+        image_order = self._image_byteorder()
+        if image_order is not None and image_order != self.host_byteorder:
+            host = "little" if self.host_byteorder == "<" else "big"
+            # The first of the kernel's header checks this image fails: it goes first.
+            self.report.findings.insert(0, Finding(
+                "error",
+                f"Unsupported firmware endianness: Linux on a {host}-endian CPU refuses this "
+                "image (remoteproc here reads it in its own byte order)",
+                errno=errno.EINVAL,
+                offset=5,  # EI_DATA
+                spec="§4.1",
+                code="big-endian" if image_order == ">" else "little-endian",
+            ))
         try:
             image = self.fw.elf
         except RprocError:
             return None
         self.loads = [s for s in image.segments if s.type == PT_LOAD]
         return image
+
+    def _image_byteorder(self) -> str | None:
+        """EI_DATA, when the kernel's checks before it (size, magic, class) pass."""
+        data = bytes(self.fw.data[:64])
+        if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2):
+            return None
+        if data[4] == 2 and len(data) < 64:
+            return None
+        return {1: "<", 2: ">"}.get(data[5])
 
     def in_segments(self, da: int, length: int) -> bool:
         return any(s.paddr <= da and da + length <= s.paddr + s.memsz for s in self.loads)
@@ -235,16 +255,22 @@ class _Checker:
                 )
             return False
         if raw.type == rt.RSC_DEVMEM:
+            # rproc_handle_devmem() looks for the IOMMU domain before the entry's size, so a
+            # truncated devmem entry is refused for the missing IOMMU first.
             dm = rt.Devmem.from_entry(raw, byteorder, check=False)
             if not self.has_iommu:
+                try:
+                    da: int | None = dm.da
+                except RprocError:
+                    da = None
                 self.add(
                     "error",
                     "devmem-no-iommu",
-                    "devmem entry on a processor without an IOMMU: Linux fails the boot with "
-                    "EINVAL and logs nothing (use --iommu if the platform has one)",
+                    "devmem rsc needs an iommu: on a processor without one Linux fails the "
+                    "boot with EINVAL and logs nothing (use --iommu if the platform has one)",
                     errno=errno.EINVAL,
                     spec="§5.4",
-                    da=dm.da,
+                    da=da,
                     **where,
                 )
                 return True
@@ -337,9 +363,13 @@ def check_firmware(
     """Replay Linux's boot-time decisions for ``fw``; never raises for bad images."""
     checker = _Checker(fw, host_byteorder=host_byteorder, has_iommu=has_iommu)
     image = checker.check_elf()
-    if image is None or checker.report.errors:
-        return checker.report
-    table = checker.check_table(image)
-    if table is not None:
-        checker.check_entries(table)
+    load_errors = [f for f in checker.report.findings
+                   if f.severity == "error" and f.code in LOAD_STAGE_CODES]
+    checker.report.findings = [f for f in checker.report.findings if f not in load_errors]
+    if image is not None and not checker.report.errors:
+        table = checker.check_table(image)
+        if table is not None:
+            checker.check_entries(table)
+    # The kernel's order: sanity checks, then the table and its entries, then loading.
+    checker.report.findings.extend(load_errors)
     return checker.report

@@ -244,7 +244,9 @@ class ElfImage:
 
         # The kernel's header checks 2-6 (§4.1), same order, same words.
         if size < 52:
-            raise RprocError(errno.EINVAL, "Image is too small", file=file)
+            # The kernel's check order and words; say what else is true when it is no ELF.
+            more = "" if bytes(mv[0:4]) == ELFMAG else f" ({size} bytes, and not an ELF file)"
+            raise RprocError(errno.EINVAL, f"Image is too small{more}", file=file)
         if bytes(mv[0:4]) != ELFMAG:
             raise RprocError(errno.EINVAL, "Image is corrupted (bad magic)", file=file)
         elf_class = mv[EI_CLASS]
@@ -678,13 +680,13 @@ def _lookup(img: ElfImage, mv: memoryview) -> RscTableLookup:
     found: list[Finding] = []
     sec = img.section(RSC_TABLE_NAME)
     if sec is None:
-        why = "no .resource_table section"
+        why = "no resource table found: no .resource_table section"
         if len(img.sections) < img.shnum:
             why += " among the section headers inside the image"
         found.append(
             Finding(
                 "error",
-                why + ": the default ELF parse_fw fails the boot with EINVAL "
+                why + "; the default ELF parse_fw fails the boot with EINVAL "
                 "(platforms such as stm32/imx tolerate it)",
                 errno=errno.EINVAL,
                 spec="§4.4",
@@ -828,7 +830,10 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
         check_parsed(img)
     except RprocError as exc:
         sanity_msg = exc.message
-        out.append(_error_finding(exc, "§4.1", "elf-sanity"))
+        # The parse found the same problem with its own code: keep that code.
+        specific = next((f.code for f in img.findings
+                         if _is_error(f) and f.message == sanity_msg and f.code), None)
+        out.append(_error_finding(exc, "§4.1", specific or "elf-sanity"))
     out.extend(f for f in img.findings if not (_is_error(f) and f.message == sanity_msg))
     for seg in img.load_segments():
         problem: tuple[int, str, str] | None = None
@@ -849,6 +854,13 @@ def check_image(fw: Firmware | Any, *, size_max: int = SIZE_MAX) -> list[Finding
                 errno.EOVERFLOW,
                 f"size ({seg.memsz:x}) does not fit in size_t type",
                 "size-overflow",
+            )
+        elif seg.memsz and seg.paddr + seg.memsz > 1 << 64:
+            # past the end of the 64-bit address space: no platform's da_to_va maps it
+            problem = (
+                errno.EINVAL,
+                f"bad phdr da {seg.paddr:#x} mem {seg.memsz:#x}",
+                "bad-phdr-da",
             )
         if problem is not None:
             out.append(

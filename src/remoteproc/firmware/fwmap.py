@@ -104,34 +104,44 @@ def build_map(fw: elf.Firmware) -> MemoryMap:
         return memory_map
     traces = 0  # debugfs numbers trace files in table order: trace0, trace1, ...
     for i, entry in enumerate(entries):
-        if isinstance(entry, rt.Trace):
-            memory_map.regions.append(
-                Region("trace", entry.da, entry.len, f"trace{traces} {entry.name} {entry.len:#x}")
+        # Entries are views checked lazily: a field past the table's end raises when read.
+        try:
+            traces += _add_entry(memory_map, i, entry, traces)
+        except RprocError as exc:
+            memory_map.notes.append(f"entry {i}: {exc.message}")
+    return memory_map
+
+
+def _add_entry(memory_map: MemoryMap, i: int, entry: object, traces: int) -> int:
+    """The regions of one typed entry; returns 1 for a trace buffer (they are numbered)."""
+    if isinstance(entry, rt.Trace):
+        memory_map.regions.append(
+            Region("trace", entry.da, entry.len, f"trace{traces} {entry.name} {entry.len:#x}")
+        )
+        return 1
+    if isinstance(entry, (rt.Carveout, rt.Devmem)):
+        kind = "devmem" if isinstance(entry, rt.Devmem) else "carveout"
+        if entry.da == rt.FW_RSC_ADDR_ANY:
+            memory_map.notes.append(
+                f"entry {i}: {kind} {entry.name!r} {entry.len:#x} bytes at any address "
+                "(the host chooses)"
             )
-            traces += 1
-        elif isinstance(entry, (rt.Carveout, rt.Devmem)):
-            kind = "devmem" if isinstance(entry, rt.Devmem) else "carveout"
-            if entry.da == rt.FW_RSC_ADDR_ANY:
+        else:
+            memory_map.regions.append(
+                Region(kind, entry.da, entry.len, f"{kind} {entry.name} {entry.len:#x}")
+            )
+    elif isinstance(entry, rt.Vdev):
+        for v, ring in enumerate(entry.vrings):
+            size = _vring_bytes(ring.num, ring.align)
+            if ring.da == rt.FW_RSC_ADDR_ANY:
                 memory_map.notes.append(
-                    f"entry {i}: {kind} {entry.name!r} {entry.len:#x} bytes at any address "
-                    "(the host chooses)"
+                    f"entry {i}: vdev vring{v} ({ring.num} x {ring.align}) at any address"
                 )
             else:
                 memory_map.regions.append(
-                    Region(kind, entry.da, entry.len, f"{kind} {entry.name} {entry.len:#x}")
+                    Region("vring", ring.da, size, f"vdev vring{v} num {ring.num}")
                 )
-        elif isinstance(entry, rt.Vdev):
-            for v, ring in enumerate(entry.vrings):
-                size = _vring_bytes(ring.num, ring.align)
-                if ring.da == rt.FW_RSC_ADDR_ANY:
-                    memory_map.notes.append(
-                        f"entry {i}: vdev vring{v} ({ring.num} x {ring.align}) at any address"
-                    )
-                else:
-                    memory_map.regions.append(
-                        Region("vring", ring.da, size, f"vdev vring{v} num {ring.num}")
-                    )
-    return memory_map
+    return 0
 
 
 # -- layout ------------------------------------------------------------------------------------

@@ -222,6 +222,12 @@ class Endpoint:
     def alive(self) -> bool:
         return self._gone is None
 
+    @property
+    def error(self) -> RprocError | None:
+        """Why the endpoint is gone (EPIPE: destroyed or device removed; EIO: the device is
+        dead, a ring broken by the remote), or None while alive."""
+        return self._gone
+
     def __enter__(self) -> Endpoint:
         return self
 
@@ -277,6 +283,10 @@ class Channel:
         self.driver: RpmsgDriver | None = None
         self.driver_data: object = None
         self.registered = True
+        # The device lock (the driver core's device_lock): held across a driver's probe and
+        # remove, so an unbind never runs between ``driver`` and ``driver_data`` being set and
+        # a channel unregistered mid-probe is unbound by the remove that follows, not leaked.
+        self.dev_lock = threading.RLock()
 
     @property
     def modalias(self) -> str:

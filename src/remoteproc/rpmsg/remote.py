@@ -156,6 +156,9 @@ class RpmsgRemote:
         # The host announced (CREATE) or withdrew (DESTROY) one of its channels to us.
         self.on_ns_bind: Callable[[str, int], None] | None = None
         self.on_ns_unbind: Callable[[str, int], None] | None = None
+        # A ring the host broke (index jump) and left broken: called once per attachment.
+        self.on_ring_broken: Callable[[RprocError], None] | None = None
+        self._refusing = False
         self.rx_messages = 0
         self.tx_messages = 0
         self.errors = 0
@@ -238,9 +241,32 @@ class RpmsgRemote:
         """The host re-created the rings without our transport telling us (the status went to
         0 and back to DRIVER_OK between two kicks): start over from the table, as after a
         reset. Seen as a used index we did not write (the host zeroes rings in find_vqs) or a
-        ring the vring layer marked broken."""
+        ring the vring layer marked broken.
+
+        A broken ring the host has not re-created (its avail index still jumps past the used
+        index) is refused instead: re-attaching would take the same bad index and break again
+        at once, and each attach announces our endpoints to a host that answers with a kick,
+        a livelock. It is logged once and left alone until the host resets the device or
+        re-creates the ring."""
         tx, rx = self._tx, self._rx
         if tx is None or rx is None or (tx.in_sync() and rx.in_sync()):
+            return
+        bad = [q for q in (tx, rx) if not q.attachable()]
+        if bad:
+            if not self._refusing:
+                self._refusing = True
+                q = bad[0]
+                err = RprocError(
+                    errno.EIO,
+                    "the host left its avail index too far ahead of the used index: the channel is "
+                    "dead until the host resets the device",
+                    vring=q.index,
+                    what="avail idx",
+                )
+                self.errors += 1
+                log.error("%s: %s", self.name, err)
+                if self.on_ring_broken is not None:
+                    self.on_ring_broken(err)
             return
         log.warning("%s: vrings were re-created by the host, attaching again", self.name)
         self._detach()
@@ -291,6 +317,7 @@ class RpmsgRemote:
         self._tx_notifyid = geometry[0][3]
         self._rx_notifyid = geometry[1][3]
         self.attach_count += 1
+        self._refusing = False
         self.attached.set()
         log.info("%s: attached (features %#x)", self.name, gfeatures)
         for ept in list(self._epts.values()):

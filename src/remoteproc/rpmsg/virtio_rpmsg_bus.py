@@ -39,6 +39,7 @@ import errno
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
@@ -123,6 +124,10 @@ class RpmsgBus:
         self.rx_index: int | None = None  # the RX buffer being dispatched (for error locations)
         self.ctrl: Channel | None = None
         self.ns_channel: Channel | None = None
+        # Set once a ring is broken by the remote: the device is dead until it is removed
+        # (restart, re-attach). Sends fail with it, receivers are woken with it.
+        self.dead: RprocError | None = None
+        self._dead_told = False
         # statistics
         self.rx_messages = 0
         self.tx_messages = 0
@@ -139,6 +144,7 @@ class RpmsgBus:
         event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
         for vq in (self.rvq, self.svq):
             vq.use_event_idx = event_idx
+            vq.on_broken = self._chain_broken(vq, vq.on_broken)
         if self.rvq.num != self.svq.num:
             log.warning(
                 "%s: rx and tx vrings differ in size (%d, %d)",
@@ -192,6 +198,38 @@ class RpmsgBus:
         if notify:
             self.rvq.notify()
         log.info("%s: rpmsg host is online", self.name)
+
+    def _chain_broken(
+        self, vq: DriverQueue, transport: Callable[[RprocError], None] | None
+    ) -> Callable[[RprocError], None]:
+        def broken(err: RprocError) -> None:
+            if transport is not None:  # the transport's report first (the processor's event)
+                transport(err)
+            self._ring_broken(vq, err)
+
+        return broken
+
+    def _ring_broken(self, vq: DriverQueue, err: RprocError) -> None:
+        """Under whichever lock found it (``_rx_lock`` or ``_tx_cond``): only record it; the
+        endpoints are told outside the locks by ``_tell_dead``."""
+        if self.dead is None:
+            self.dead = RprocError(
+                errno.EIO,
+                f"rpmsg device {self.name} is dead: vring {vq.index} was broken by the remote "
+                f"({err.message}); restart or re-attach the processor",
+            )
+
+    def _tell_dead(self) -> None:
+        """Wake every endpoint of a dead device with its error (no lock held)."""
+        dead = self.dead
+        if dead is None or self._dead_told:
+            return
+        self._dead_told = True
+        log.error("%s: %s", self.name, dead.message)
+        for ept in self.endpoints():
+            ept.shutdown(dead.errno, dead.message)
+        with self._tx_cond:
+            self._tx_cond.notify_all()
 
     def remove(self) -> None:
         """``rpmsg_remove``: reset, unregister channels, wake everyone, free rings and buffers."""
@@ -320,10 +358,32 @@ class RpmsgBus:
         length = len(data)
         if length > self.buf_size - RPMSG_HDR_SIZE:
             raise RprocError(errno.EMSGSIZE, f"message is too big ({length})")
+        try:
+            notify = self._send_locked(src, dst, data, wait=wait, timeout=timeout)
+        finally:
+            if self.dead is not None and not self._dead_told:
+                self._tell_dead()
+        if notify:
+            self.svq.notify()
+
+    def _send_locked(
+        self,
+        src: int,
+        dst: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        wait: bool,
+        timeout: float | None,
+    ) -> bool:
+        length = len(data)
         with self._tx_cond:
             if self._removing:
                 raise RprocError(errno.EPIPE, "rpmsg device removed")
+            if self.dead is not None:
+                raise RprocError(self.dead.errno, self.dead.message)
             idx = self._get_a_tx_buf()
+            if self.dead is not None:  # the TX ring broke just now, in get_buf
+                raise RprocError(self.dead.errno, self.dead.message)
             if idx is None:
                 if not wait:
                     raise RprocError(errno.ENOMEM, "no free tx buffer")
@@ -339,9 +399,7 @@ class RpmsgBus:
                 self._tx_spare.append(idx)
                 raise
             self.tx_messages += 1
-            notify = self.svq.kick_prepare()
-        if notify:
-            self.svq.notify()
+            return self.svq.kick_prepare()
 
     def _wait_tx_buf(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -355,6 +413,8 @@ class RpmsgBus:
                 self._tx_cond.wait(remaining)
                 if self._removing:
                     raise RprocError(errno.EPIPE, "rpmsg device removed")
+                if self.dead is not None:
+                    raise RprocError(self.dead.errno, self.dead.message)
                 idx = self._get_a_tx_buf()
                 if idx is not None:
                     return idx
@@ -372,10 +432,18 @@ class RpmsgBus:
     # -- receive -----------------------------------------------------------------------------
     def _recv_done(self, rvq: DriverQueue) -> None:
         """``rpmsg_recv_done``: dispatch every used RX buffer, re-post it, kick once."""
-        notify = False
+        try:
+            notify = self._recv_pass(rvq)
+        finally:
+            if self.dead is not None and not self._dead_told:
+                self._tell_dead()
+        if notify:
+            rvq.notify()
+
+    def _recv_pass(self, rvq: DriverQueue) -> bool:
         with self._rx_lock:
             if self._removed:
-                return
+                return False
             # Buffers go back to the ring after the whole pass (the kernel re-posts each one at
             # once): a remote that returns one buffer twice in a pass is then caught by the
             # ring as "not a head" instead of finding the buffer freshly posted again.
@@ -390,11 +458,11 @@ class RpmsgBus:
             for idx in done:
                 self._repost(rvq, idx)
             if not done:
-                log.warning("%s: uhm, incoming signal, but no used buffer ?", self.name)
-                return
+                if not rvq.broken:
+                    log.warning("%s: uhm, incoming signal, but no used buffer ?", self.name)
+                return False
             notify = rvq.kick_prepare()
-        if notify:
-            rvq.notify()
+        return notify
 
     def _repost(self, rvq: DriverQueue, idx: int) -> None:
         try:
@@ -496,8 +564,11 @@ class RpmsgBus:
             if ch not in self._channels:
                 return
             self._channels.remove(ch)
-        self._unbind(ch)
-        ch.registered = False
+        with ch.dev_lock:
+            # Under the device lock: a probe in progress finishes first and is then undone
+            # here; a bind that comes later sees ``registered`` False and does nothing.
+            ch.registered = False
+            self._unbind(ch)
         registry.channel_removed(ch)
 
     def bind_unbound(self, driver: RpmsgDriver) -> None:
@@ -510,56 +581,72 @@ class RpmsgBus:
 
     def unbind_driver(self, driver: RpmsgDriver) -> None:
         for ch in self.channels():
-            if ch.driver is driver:
-                self._unbind(ch)
+            with ch.dev_lock:
+                if ch.driver is driver:
+                    self._unbind(ch)
 
     def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
-        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement."""
-        if ch.driver is not None:
-            return False
-        ept = None
-        if drv.callback is not None:
-            try:
-                ept = self.create_ept(drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch)
-            except RprocError as err:
-                log.error(
-                    "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
-                )
+        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement.
+
+        All of it under the channel's device lock, as the driver core holds ``device_lock``
+        around ``really_probe``: an unbind racing with the probe (the bus removed on stop or
+        crash while a name-service announcement is being bound, or the driver unregistered)
+        waits for it and then frees what the probe allocated (a ttyRPMSG port, an rpmsg char
+        device, the default endpoint) instead of finding half a binding and leaking the rest.
+        """
+        with ch.dev_lock:
+            if ch.driver is not None or not ch.registered:
                 return False
-            ch.src = ept.addr
-            ept.dst = ch.dst
-            ch.ept = ept
-        ch.driver = drv
-        try:
-            ch.driver_data = drv.probe(ch) if drv.probe is not None else None
-        except Exception as err:
-            log.error("%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err)
-            ch.driver = None
-            ch.ept = None
-            if ept is not None:
-                self.destroy_ept(ept)
-            return False
-        if ch.announce:
-            self._announce(ch, RPMSG_NS_CREATE)
-        return True
+            ept = None
+            if drv.callback is not None:
+                try:
+                    ept = self.create_ept(
+                        drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch
+                    )
+                except RprocError as err:
+                    log.error(
+                        "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
+                    )
+                    return False
+                ch.src = ept.addr
+                ept.dst = ch.dst
+                ch.ept = ept
+            try:
+                data = drv.probe(ch) if drv.probe is not None else None
+            except Exception as err:
+                log.error(
+                    "%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err
+                )
+                ch.ept = None
+                if ept is not None:
+                    self.destroy_ept(ept)
+                return False
+            ch.driver_data = data
+            ch.driver = drv
+            if ch.announce:
+                self._announce(ch, RPMSG_NS_CREATE)
+            return True
 
     def _unbind(self, ch: Channel) -> None:
         """``rpmsg_dev_remove``: the announcement, the driver's remove, the endpoint."""
-        drv = ch.driver
-        if drv is None:
-            return
-        if ch.announce and not self._removing:
-            self._announce(ch, RPMSG_NS_DESTROY)
-        if drv.remove is not None:
-            try:
-                drv.remove(ch)
-            except Exception:
-                log.exception("%s: %s: remove of %s failed", self.name, drv.name, ch.device_name)
-        if ch.ept is not None:
-            self.destroy_ept(ch.ept)
-        ch.ept = None
-        ch.driver = None
-        ch.driver_data = None
+        with ch.dev_lock:
+            drv = ch.driver
+            if drv is None:
+                return
+            if ch.announce and not self._removing:
+                self._announce(ch, RPMSG_NS_DESTROY)
+            if drv.remove is not None:
+                try:
+                    drv.remove(ch)
+                except Exception:
+                    log.exception(
+                        "%s: %s: remove of %s failed", self.name, drv.name, ch.device_name
+                    )
+            if ch.ept is not None:
+                self.destroy_ept(ch.ept)
+            ch.ept = None
+            ch.driver = None
+            ch.driver_data = None
 
     def _announce(self, ch: Channel, flags: int) -> None:
         """``virtio_rpmsg_announce_create``/``_destroy``: from the channel's endpoint to 53."""

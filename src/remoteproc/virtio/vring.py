@@ -188,6 +188,9 @@ class _Ring:
         self.errors = 0
         self.last_error: RprocError | None = None
         self.broken = False
+        # Told once, with the error, when the peer breaks the ring (the owner makes it visible:
+        # an event, a dead channel); called from whatever thread found it, under its locks.
+        self.on_broken: Callable[[RprocError], None] | None = None
         self.use_event_idx = False
         self._u16 = _U16(self.mem, byteorder)
         self._mask = num - 1
@@ -209,6 +212,9 @@ class _Ring:
     def _break(self, message: str, *, index: int, what: str) -> None:
         self._bad(errno.EIO, message, index=index, what=what)
         self.broken = True
+        hook = self.on_broken
+        if hook is not None and self.last_error is not None:
+            hook(self.last_error)
 
     def _r16(self, off: int) -> int:
         value: int = self._u16.unpack_from(self.mem, off)[0]
@@ -527,6 +533,14 @@ class DeviceQueue(_Ring):
             return False
         value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
         return value == self._used_idx
+
+    def attachable(self) -> bool:
+        """Whether a device attaching to the ring as it is in memory now would accept it: the
+        driver's avail index at most ``num`` entries ahead of the used index. False while a
+        driver that jumped its avail index leaves it there (re-attaching would break the ring
+        again at once); True again once the driver re-creates the ring."""
+        used: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
+        return (self._avail_idx() - used) & 0xFFFF <= self.num
 
     def has_avail(self) -> bool:
         return not self.broken and self._avail_idx() != self._last_avail
