@@ -32,7 +32,13 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from remoteproc.core.host import Host
-from remoteproc.platforms.process import ProcessPlatform, echo_command, shm_path
+from remoteproc.platforms.process import (
+    DEFAULT_SCHED_SLICE,
+    ProcessPlatform,
+    echo_command,
+    set_sched_slice,
+    shm_path,
+)
 from remoteproc.remotes.echo import ECHO_SERVICE
 from remoteproc.rpmsg.core import registry
 from remoteproc.rpmsg.endpoint import Channel, Endpoint
@@ -42,6 +48,11 @@ RTT_SAMPLES = int(os.environ.get("RPROC_BENCH_RTT_SAMPLES", "5000"))  # per size
 RTT_WARMUP = 300
 THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_MESSAGES", "100000"))  # per round
 THROUGHPUT_ROUNDS = 3
+# Messages per send_many / recv_many call in the pipelined rounds (1: send/recv one by one).
+BURST = int(os.environ.get("RPROC_BENCH_BURST", "64"))
+# The scheduler slice both ends (and this process's waiting thread) request; 0 keeps the
+# kernel's default, to show what it costs (see set_sched_slice).
+SCHED_SLICE = float(os.environ.get("RPROC_BENCH_SLICE_US", DEFAULT_SCHED_SLICE * 1e6)) * 1e-6
 
 
 class Session(NamedTuple):
@@ -55,7 +66,15 @@ def session() -> Iterator[Session]:
     tag = uuid.uuid4().hex[:12]
     shm, sock = f"rproc-bench-{tag}.shm", f"/tmp/rproc-bench-{tag}.sock"
     host = Host()
-    platform = ProcessPlatform("bench", shm=shm, socket_path=sock, command=echo_command(shm, sock))
+    if SCHED_SLICE > 0:
+        set_sched_slice(SCHED_SLICE)
+    platform = ProcessPlatform(
+        "bench",
+        shm=shm,
+        socket_path=sock,
+        command=echo_command(shm, sock, "--slice-us", str(SCHED_SLICE * 1e6)),
+        sched_slice=SCHED_SLICE,
+    )
     rproc = platform.make_rproc(auto_boot=False)
     host.add(rproc)
     try:
@@ -188,6 +207,15 @@ def _pipelined(s: Session, n: int, *, callback: bool) -> Round:
 
     def sender() -> None:
         try:
+            if BURST > 1:
+                send_many = ept.send_many
+                burst = [data] * BURST
+                left = n
+                while left:
+                    k = min(left, BURST)
+                    send_many(burst[:k], dst)
+                    left -= k
+                return
             send = ept.sendto
             for _ in range(n):
                 send(data, dst)
@@ -203,10 +231,19 @@ def _pipelined(s: Session, n: int, *, callback: bool) -> Round:
     else:
         t = threading.Thread(target=sender)
         t.start()
-        recv = ept.recv
-        for _ in range(n):
-            if len(recv(30.0)) != 496:
-                raise AssertionError("echo of the wrong size")
+        if BURST > 1:
+            recv_many = ept.recv_many
+            got = 0
+            while got < n:
+                msgs = recv_many(BURST, 30.0)
+                got += len(msgs)
+                if any(len(m) != 496 for m in msgs):
+                    raise AssertionError("echo of the wrong size")
+        else:
+            recv = ept.recv
+            for _ in range(n):
+                if len(recv(30.0)) != 496:
+                    raise AssertionError("echo of the wrong size")
         t.join()
     elapsed = time.perf_counter_ns() - t0
     h1, r1 = time.process_time(), _cpu_seconds(remote_pid)

@@ -50,12 +50,14 @@ from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import TableBuilder
 from remoteproc.platforms.process import (
     DEFAULT_LAYOUT,
+    DEFAULT_SCHED_SLICE,
     DEFAULT_SHM_NAME,
     DEFAULT_SOCKET_PATH,
     NATIVE_BYTEORDER,
     KickSocket,
     ShmFile,
     ShmLayout,
+    set_sched_slice,
 )
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
 from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
@@ -115,6 +117,7 @@ class ProcessRemote:
         once: bool = False,
         kick_batch: int = 8,
         spin: float = 50e-6,
+        sched_slice: float = DEFAULT_SCHED_SLICE,
         name: str = "remote",
         unlink_shm: bool = False,
     ) -> None:
@@ -123,6 +126,7 @@ class ProcessRemote:
         self.once = once
         self.kick_batch = kick_batch
         self.spin = spin
+        self.sched_slice = sched_slice
         self.name = name
         self.unlink_shm = unlink_shm
         self.byteorder = NATIVE_BYTEORDER
@@ -183,6 +187,7 @@ class ProcessRemote:
         link = self.link
         if link is None or self._stopping.is_set():
             raise _PeerGone()
+        self.rpmsg.flush_notify()
         link.flush()
         if not link.wait():
             raise _PeerGone()
@@ -198,6 +203,8 @@ class ProcessRemote:
     def serve(self) -> None:
         """Accept hosts one after the other until ``stop()`` (or the first one's EOF with
         ``once``)."""
+        if self.sched_slice > 0:
+            set_sched_slice(self.sched_slice)
         while not self._stopping.is_set():
             if self._listener is None:
                 self._listen()  # the table was rewritten first: listening promises it
@@ -333,6 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="after each pass, poll this long before sleeping (0: sleep at once)",
     )
     parser.add_argument(
+        "--slice-us",
+        type=float,
+        default=DEFAULT_SCHED_SLICE * 1e6,
+        help="scheduler slice to request (Linux >= 6.12, EEVDF), so a kick preempts another "
+        "tenant's task instead of waiting out its slice (0: keep the kernel's default)",
+    )
+    parser.add_argument(
         "--kick-batch",
         type=int,
         default=8,
@@ -363,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         unlink_shm=args.unlink_shm,
         kick_batch=args.kick_batch,
         spin=args.spin_us * 1e-6,
+        sched_slice=args.slice_us * 1e-6,
     )
     if stop_requested.is_set():
         remote.stop()
