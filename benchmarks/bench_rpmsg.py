@@ -62,7 +62,7 @@ class Session(NamedTuple):
 
 
 @contextlib.contextmanager
-def session() -> Iterator[Session]:
+def session(service: str = ECHO_SERVICE) -> Iterator[Session]:
     tag = uuid.uuid4().hex[:12]
     shm, sock = f"rproc-bench-{tag}.shm", f"/tmp/rproc-bench-{tag}.sock"
     host = Host()
@@ -72,14 +72,16 @@ def session() -> Iterator[Session]:
         "bench",
         shm=shm,
         socket_path=sock,
-        command=echo_command(shm, sock, "--slice-us", str(SCHED_SLICE * 1e6)),
+        command=echo_command(
+            shm, sock, "--slice-us", str(SCHED_SLICE * 1e6), "--service", service
+        ),
         sched_slice=SCHED_SLICE,
     )
     rproc = platform.make_rproc(auto_boot=False)
     host.add(rproc)
     try:
         rproc.boot()
-        ch = _wait_channel(rproc)
+        ch = _wait_channel(rproc, service)
         bus = ch.bus
         assert isinstance(bus, RpmsgBus)
         yield Session(platform, bus.create_ept(None), ch.dst)
@@ -92,12 +94,12 @@ def session() -> Iterator[Session]:
                 os.unlink(path)
 
 
-def _wait_channel(rproc: object, timeout: float = 20.0) -> Channel:
+def _wait_channel(rproc: object, service: str = ECHO_SERVICE, timeout: float = 20.0) -> Channel:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for bus in registry.buses():
             if bus.rproc is rproc:
-                ch = bus.find_channel(ECHO_SERVICE)
+                ch = bus.find_channel(service)
                 if ch is not None:
                     return ch
         time.sleep(0.002)

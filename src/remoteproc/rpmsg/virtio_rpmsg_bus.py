@@ -39,7 +39,7 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
@@ -108,6 +108,7 @@ class RpmsgBus:
         self._rx_lock = threading.RLock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
+        self._tx_ready_cbs: list[Callable[[], None]] = []
         self._endpoints: dict[int, Endpoint] = {}
         self._channels: list[Channel] = []
         self._removed = False
@@ -204,6 +205,9 @@ class RpmsgBus:
         # we wait for below.
         with self._tx_cond:
             self._tx_cond.notify_all()
+            cbs, self._tx_ready_cbs = self._tx_ready_cbs, []
+        for cb in cbs:
+            cb()
         self.vdev.reset()
         for ch in reversed(self.channels()):
             self._unregister_channel(ch)
@@ -435,13 +439,29 @@ class RpmsgBus:
         finally:
             self._tx_waiters -= 1
 
+    def on_tx_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the transport's thread, at the remote's next TX-done
+        interrupt (or at removal): what ``virtio_rpmsg_poll``'s wait on ``sendq`` gives a
+        poller. Register first, then check ``tx_ready()``, so no return is missed."""
+        with self._tx_cond:
+            if not self._removing:
+                self._tx_ready_cbs.append(callback)
+                return
+        callback()
+
     def _xmit_done(self, svq: DriverQueue) -> None:
         """``rpmsg_xmit_done``: the remote gave TX buffers back; wake blocked senders."""
-        # Unlocked read: a sender counts itself in before it last looks at the ring, so either
-        # we see it here or it sees the buffer the remote just returned.
-        if self._tx_waiters:
+        # Unlocked reads: a sender counts itself in (a poller registers) before it last looks
+        # at the ring, so either we see it here or it sees the buffer the remote just returned.
+        if self._tx_waiters or self._tx_ready_cbs:
             with self._tx_cond:
                 self._tx_cond.notify_all()
+                cbs, self._tx_ready_cbs = self._tx_ready_cbs, []
+            for cb in cbs:
+                try:
+                    cb()
+                except Exception:
+                    log.exception("%s: tx-ready callback failed", self.name)
 
     # -- receive -----------------------------------------------------------------------------
     def _recv_done(self, rvq: DriverQueue) -> None:
