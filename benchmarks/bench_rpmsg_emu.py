@@ -60,6 +60,9 @@ RTT_SAMPLES = int(os.environ.get("RPROC_BENCH_EMU_RTT_SAMPLES", "2000"))  # per 
 RTT_WARMUP = 200
 THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_EMU_MESSAGES", "20000"))  # per round
 THROUGHPUT_ROUNDS = 3
+# Kicks into an idle core run it on the kicking thread (the platform's default); 0 measures
+# the thread hand-off path for comparison.
+INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "1") != "0"
 
 
 class Session(NamedTuple):
@@ -77,6 +80,7 @@ def _machine(arch: str) -> str:
 def session(arch: str = "m4") -> Iterator[Session]:
     host = Host([FW_DIR], panic_hook=False)
     plat = EmulatorPlatform(parse_machine(_machine(arch)))
+    plat.inline_kicks = INLINE
     try:
         rproc = plat.make_rproc("c", host=host, auto_boot=False)
         rproc.boot()

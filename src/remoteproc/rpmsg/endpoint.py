@@ -217,6 +217,13 @@ class Endpoint:
         if self.callback is not None:
             raise RprocError(errno.EINVAL, "endpoint delivers to a callback")
         deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout != 0 and not self._queue:
+            # Before sleeping, offer the transport this thread to run the remote's pending
+            # work (an emulated core our send just kicked): its reply then lands here without
+            # two thread hand-offs. No lock held: the reply is delivered to this endpoint.
+            poll_rx = getattr(self.bus, "poll_rx", None)
+            if poll_rx is not None:
+                poll_rx()
         with self._cond:
             while not self._queue:
                 if self._gone is not None:

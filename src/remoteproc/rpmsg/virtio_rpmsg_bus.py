@@ -421,6 +421,15 @@ class RpmsgBus:
                 self._tx_spare.append(idx)
         return sent
 
+    def poll_rx(self) -> None:
+        """A receiver is about to block: let the platform run the remote now, on this thread
+        (``Rproc.poll``); whatever the remote sends back is then received here too."""
+        rproc = self.rproc
+        if rproc is not None and not self._removing:
+            poll = getattr(rproc, "poll", None)
+            if poll is not None:
+                poll()
+
     def _wait_tx_buf(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         self._tx_waiters += 1
