@@ -61,7 +61,7 @@ from remoteproc.platforms.process import (
 )
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
 from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
-from remoteproc.virtio.bus import VIRTIO_ID_RPMSG
+from remoteproc.virtio.bus import VIRTIO_ID_RPMSG, VIRTIO_RING_F_EVENT_IDX
 
 __all__ = [
     "ECHO_SERVICE",
@@ -79,13 +79,20 @@ SHUTDOWN_MSG = 0xEF56A55A
 _SHUTDOWN_BYTES = struct.pack("=I", SHUTDOWN_MSG)
 
 
-def build_table(layout: ShmLayout = DEFAULT_LAYOUT, byteorder: str = NATIVE_BYTEORDER) -> bytes:
-    """The remote's resource table: one rpmsg vdev with the layout's two vrings."""
+def build_table(
+    layout: ShmLayout = DEFAULT_LAYOUT,
+    byteorder: str = NATIVE_BYTEORDER,
+    *,
+    event_idx: bool = False,
+) -> bytes:
+    """The remote's resource table: one rpmsg vdev with the layout's two vrings. OpenAMP's
+    table offers only the name service; ``event_idx`` also offers VIRTIO_RING_F_EVENT_IDX,
+    which Linux's virtio core (and ours) then negotiates."""
     tb = TableBuilder(byteorder)
     tb.add_vdev(
         id=VIRTIO_ID_RPMSG,
         notifyid=0,
-        dfeatures=1 << VIRTIO_RPMSG_F_NS,
+        dfeatures=(1 << VIRTIO_RPMSG_F_NS) | ((1 << VIRTIO_RING_F_EVENT_IDX) if event_idx else 0),
         vrings=[
             (da, layout.vring_align, layout.vring_num, nid, 0)
             for da, nid in zip(layout.vring_da, layout.vring_notifyid, strict=True)
@@ -120,6 +127,7 @@ class ProcessRemote:
         sched_slice: float = DEFAULT_SCHED_SLICE,
         name: str = "remote",
         unlink_shm: bool = False,
+        event_idx: bool = False,
     ) -> None:
         self.layout = layout
         self.socket_path = socket_path
@@ -131,7 +139,7 @@ class ProcessRemote:
         self.unlink_shm = unlink_shm
         self.byteorder = NATIVE_BYTEORDER
         self.shm = ShmFile(shm, layout.shm_size, create=True)
-        self._table = build_table(layout, self.byteorder)
+        self._table = build_table(layout, self.byteorder, event_idx=event_idx)
         self.write_table()
         # The vdev body starts after the entry's 4-byte type field.
         (vdev_off,) = struct.unpack_from(self.byteorder + "I", self._table, 16)
@@ -352,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=8,
         help="while busy, kick the host at least every N messages",
     )
+    parser.add_argument(
+        "--event-idx",
+        action="store_true",
+        help="offer VIRTIO_RING_F_EVENT_IDX (OpenAMP's table does not)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -378,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kick_batch=args.kick_batch,
         spin=args.spin_us * 1e-6,
         sched_slice=args.slice_us * 1e-6,
+        event_idx=args.event_idx,
     )
     if stop_requested.is_set():
         remote.stop()
