@@ -1,9 +1,8 @@
 """``/dev/rpmsgN`` through a real FUSE mount, against the Python echo remote over the process
 platform (announced as "rpmsg-raw", so rpmsg_char gives it a device at once): sequence-numbered
-messages written
-and read back by one thread driven by ``poll``; nothing lost, duplicated, reordered or
-altered. ``poll`` waits on events
-(the POLLOUT wake-up comes from the bus's TX-done interrupt, not a timer).
+messages written and read back by one thread driven by ``poll``; nothing lost, duplicated,
+reordered or altered. ``poll`` waits on events (the POLLOUT wake-up comes from the bus's TX-done
+interrupt, not a timer).
 
 ``RPROC_CHAR_FLOOD_MESSAGES`` sets the slow flood's total (default 50,000; the full flood of
 docs/performance.md is 1,000,000); a bounded one runs in every pass.
