@@ -60,6 +60,9 @@ RTT_SAMPLES = int(os.environ.get("RPROC_BENCH_EMU_RTT_SAMPLES", "2000"))  # per 
 RTT_WARMUP = 200
 THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_EMU_MESSAGES", "20000"))  # per round
 THROUGHPUT_ROUNDS = 3
+# 1: a receiver about to block runs the kicked core itself (EmulatorPlatform.inline_kicks,
+# off by default); 0 (the default): the thread hand-off path.
+INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "0") != "0"
 
 
 class Session(NamedTuple):
@@ -77,6 +80,7 @@ def _machine(arch: str) -> str:
 def session(arch: str = "m4") -> Iterator[Session]:
     host = Host([FW_DIR], panic_hook=False)
     plat = EmulatorPlatform(parse_machine(_machine(arch)))
+    plat.inline_kicks = INLINE
     try:
         rproc = plat.make_rproc("c", host=host, auto_boot=False)
         rproc.boot()

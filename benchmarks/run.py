@@ -56,7 +56,13 @@ def discover() -> dict[str, Path]:
 
 def _child(path: Path, name: str) -> None:
     module = _load(path)
-    value = module.BENCHMARKS[name]()
+    from bench_support import NotMeasured
+
+    try:
+        value = module.BENCHMARKS[name]()
+    except NotMeasured as exc:
+        print(json.dumps({"value": None, "not_measured": str(exc)}))
+        return
     print(json.dumps({"value": value}))
 
 
@@ -72,9 +78,10 @@ def run_one(name: str, path: Path, timeout: float) -> dict[str, object]:
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return {"error": "\n".join(tail), "seconds": round(elapsed, 1)}
-    last = proc.stdout.strip().splitlines()[-1]
-    value = json.loads(last)["value"]
-    return {"value": value, "seconds": round(elapsed, 1)}
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "not_measured" in last:
+        return {"not_measured": last["not_measured"], "seconds": round(elapsed, 1)}
+    return {"value": last["value"], "seconds": round(elapsed, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         result = run_one(name, table[name], args.timeout)
         details[name] = result
-        figures[name] = result.get("value")
-        shown = result.get("value", result.get("error"))
+        if "not_measured" in result:
+            figures[name] = "not measured"
+        else:
+            figures[name] = result.get("value")
+        shown = result.get("value", result.get("error", result.get("not_measured")))
         print(f"  {name} = {shown}  ({result['seconds']} s)", file=sys.stderr, flush=True)
 
     report = {

@@ -86,6 +86,9 @@ def test_rpmsg_commands(rig: tuple[Path, RemoteEndpoint]) -> None:
     r = run(root, "rpmsg", "bench", "m4", "--count", "30", "--size", "200", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["count"] == 30
+    r = run(root, "rpmsg", "bench", "m4", "--count", "200", "--window", "8", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["window"] == 8
     dev = channel_device(m4)
     r = run(root, "rpmsg", "send", "m4", "direct", "--dev", str(dev.dev))
     assert r.output == "direct\n"

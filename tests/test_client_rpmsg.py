@@ -126,6 +126,17 @@ def test_echo_bench(rig: Rig) -> None:
     assert 0 < result["p50_us"] <= result["p99_us"] <= result["max_us"]
     with dev.open() as ept, pytest.raises(RprocError):
         echo_bench(ept, count=1, size=497)
+    # Streaming: several in flight through send_many/recv_many, every echo checked in order.
+    with dev.open() as ept:
+        result = echo_bench(ept, count=400, size=64, window=8)
+    assert result["count"] == 400 and result["window"] == 8
+    assert 0 < result["p50_us"] <= result["max_us"]
+    with dev.open() as ept:
+        assert ept.send_many([b"a", b"b", b"c"]) == 3
+        got: list[bytes] = []
+        while len(got) < 3:
+            got += ept.recv_many(2, 5)
+        assert got == [b"a", b"b", b"c"]
 
 
 def test_no_ctrl_device_is_explained(tmp_path: Path) -> None:

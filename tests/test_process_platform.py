@@ -110,10 +110,16 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> int:
 class Pair:
     """A host processor attached to one echo remote process."""
 
-    def __init__(self, *, launch: bool = True, features: tuple[Feature, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        launch: bool = True,
+        features: tuple[Feature, ...] = (),
+        remote_args: tuple[str, ...] = (),
+    ) -> None:
         self.shm, self.sock = unique_names()
         self.remote: subprocess.Popen[bytes] | None = None
-        command = echo_command(self.shm, self.sock) if launch else None
+        command = echo_command(self.shm, self.sock, *remote_args) if launch else None
         if not launch:
             self.remote = spawn_echo(self.shm, self.sock)
         self.host = Host()

@@ -1056,11 +1056,14 @@ def rpmsg_listen(proc: str, opts: dict[str, Any], count: int, timeout: float,
 @click.option("--count", default=1000, show_default=True, help="Round trips.")
 @click.option("--size", default=64, show_default=True, help="Payload bytes (1..496).")
 @click.option("--timeout", default=5.0, show_default=True, help="Per round trip.")
+@click.option("--window", default=1, show_default=True,
+              help="Messages in flight: 1 measures latency; more streams with "
+                   "send_many/recv_many and measures throughput.")
 @_root_option
 @_json_option
 @_client_errors
 def rpmsg_bench(proc: str, opts: dict[str, Any], count: int, size: int, timeout: float,
-                root: str, as_json: bool) -> None:
+                window: int, root: str, as_json: bool) -> None:
     """Measure echo round trips to PROC: latency percentiles and throughput.
 
     The firmware must echo (the bundled rpmsg-echo and crash firmware do).
@@ -1068,12 +1071,13 @@ def rpmsg_bench(proc: str, opts: dict[str, Any], count: int, size: int, timeout:
     \b
     Example:
       rproc rpmsg bench m4 --count 2000 --size 256 --json
+      rproc rpmsg bench m4 --count 20000 --window 16
     """
     from remoteproc.client.bench import echo_bench
 
     p = _proc(root, proc)
     with _endpoint(p, opts) as ept:
-        result = echo_bench(ept, count=count, size=size, timeout=timeout)
+        result = echo_bench(ept, count=count, size=size, timeout=timeout, window=window)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -22,9 +22,11 @@ Rules:
 - Minors are the lowest free numbers (the kernel's ida), per device kind.
 - Drivers are registered with the process-wide rpmsg registry while at least one ``RpmsgAbi``
   is open; each bus is served by the first open instance whose ``accepts(bus)`` says so.
-- POLLOUT: the bus has no hook for "the remote returned TX buffers", so while a poller waits
-  for POLLOUT a watcher thread owned by ``RpmsgAbi`` re-checks every 10 ms and wakes it;
-  ``close()`` stops and joins it.
+- Every wait is on an event, never a timer: readers and POLLIN waiters are woken by the
+  endpoint callback, POLLOUT waiters by the bus's TX-done interrupt (``RpmsgBus.on_tx_ready``,
+  a one-shot hook registered before the last check), blocked writers by the bus's own TX
+  wait. The only slices left are the ones that notice an interrupted caller (libfuse offers
+  no wake-up for that).
 - Lock order: ``RpmsgAbi._lock`` (device tables) -> ``EptDev._cond``; neither is held while
   calling into the bus (send, create/destroy endpoint), except ``EptDev._cond`` around the
   endpoint pointer swap, which the bus never calls back into.
@@ -88,7 +90,6 @@ __all__ = [
 
 log = logging.getLogger("remoteproc.abi")
 
-_TX_POLL = 0.01  # seconds between checks for a free TX buffer while someone polls POLLOUT
 _SEND_SLICE = 0.25  # seconds per wait for a TX buffer before re-checking for a signal
 
 CHRDEV_NAMES = ("rpmsg-raw", "rpmsg_chrdev")
@@ -253,8 +254,13 @@ class EptDev:
         if ept.poll_out():
             mask |= POLLOUT | POLLWRNORM
         elif notify is not None:
-            # The bus has no "TX buffer returned" hook: the ABI's watcher re-checks for us.
-            self.abi.watch_pollout(self)
+            # Woken by the bus when the remote returns a TX buffer (its TX-done interrupt);
+            # registered first and checked again, so a buffer returned in between is not lost.
+            on_tx_ready = getattr(self.bus, "on_tx_ready", None)
+            if on_tx_ready is not None:
+                on_tx_ready(self.waiters.wake)
+            if ept.poll_out():
+                mask |= POLLOUT | POLLWRNORM
         return mask
 
 
@@ -412,10 +418,6 @@ class RpmsgAbi:
         self._listener = _Listener(self)
         self._unsubscribe = registry.subscribe(self._listener)
         self._closed = False
-        # POLLOUT watcher: devices whose pollers wait for a TX buffer (see ``_watch_tx``).
-        self._tx_cond = threading.Condition()
-        self._tx_waiting: set[EptDev] = set()
-        self._tx_thread: threading.Thread | None = None
         with _instances_lock:
             first = not _instances
             _instances.append(self)
@@ -453,38 +455,6 @@ class RpmsgAbi:
         with self._lock:
             if self.eptdevs.get(dev.minor) is dev:
                 del self.eptdevs[dev.minor]
-
-    def watch_pollout(self, dev: EptDev) -> None:
-        """Wake ``dev``'s pollers once a TX buffer is free (checked every ``_TX_POLL`` s)."""
-        with self._tx_cond:
-            if self._closed:
-                return
-            self._tx_waiting.add(dev)
-            if self._tx_thread is None:
-                self._tx_thread = threading.Thread(target=self._watch_tx, daemon=True,
-                                                   name="rpmsg-char-pollout")
-                self._tx_thread.start()
-            self._tx_cond.notify()
-
-    def _watch_tx(self) -> None:
-        while True:
-            with self._tx_cond:
-                while not self._tx_waiting and not self._closed:
-                    self._tx_cond.wait()
-                if self._closed:
-                    return
-                devs = list(self._tx_waiting)
-            ready = []
-            for dev in devs:
-                ept = dev.ept
-                if ept is None or not ept.alive or ept.poll_out():
-                    ready.append(dev)
-            with self._tx_cond:
-                self._tx_waiting.difference_update(ready)
-            for dev in ready:
-                dev.waiters.wake()
-            with self._tx_cond:
-                self._tx_cond.wait(_TX_POLL)
 
     def _bus_gone(self, bus: RpmsgBus) -> None:
         with self._lock:
@@ -546,12 +516,7 @@ class RpmsgAbi:
     def close(self) -> None:
         if self._closed:
             return
-        with self._tx_cond:
-            self._closed = True
-            self._tx_cond.notify_all()
-            thread = self._tx_thread
-        if thread is not None:
-            thread.join(5)
+        self._closed = True
         self._unsubscribe()
         with _instances_lock:
             if self in _instances:

@@ -30,17 +30,22 @@ def _payload(i: int, size: int) -> bytes:
 
 
 def echo_bench(ept: Endpoint, *, count: int = 1000, size: int = 64,
-               timeout: float = 5.0) -> dict[str, float | int]:
+               timeout: float = 5.0, window: int = 1) -> dict[str, float | int]:
     """``count`` round trips of ``size`` bytes; returns seconds, rates and latency figures
-    (microseconds)."""
+    (microseconds). ``window`` > 1 streams: up to that many in flight, sent with
+    ``send_many`` and received with ``recv_many``; latency is then send to echo of each."""
     if not 1 <= size <= RPMSG_MTU:
         raise RprocError(errno.EINVAL, f"size must be 1..{RPMSG_MTU} bytes")
     if count < 1:
         raise RprocError(errno.EINVAL, "count must be at least 1")
+    if window < 1:
+        raise RprocError(errno.EINVAL, "window must be at least 1")
     ept.drain()
     lat: list[float] = []
     start = time.perf_counter()
-    for i in range(count):
+    if window > 1:
+        _stream(ept, count, size, timeout, window, lat)
+    for i in range(count if window == 1 else 0):
         msg = _payload(i, size)
         t0 = time.perf_counter()
         ept.send(msg)
@@ -55,6 +60,7 @@ def echo_bench(ept: Endpoint, *, count: int = 1000, size: int = 64,
     return {
         "count": count,
         "size": size,
+        "window": window,
         "seconds": seconds,
         "round_trips_per_s": count / seconds,
         "mb_per_s": count * size / seconds / 1e6,
@@ -62,3 +68,23 @@ def echo_bench(ept: Endpoint, *, count: int = 1000, size: int = 64,
         "p99_us": lat_us[min(len(lat_us) - 1, int(len(lat_us) * 0.99))],
         "max_us": lat_us[-1],
     }
+
+
+def _stream(ept: Endpoint, count: int, size: int, timeout: float, window: int,
+            lat: list[float]) -> None:
+    sent_at: list[float] = []
+    got = 0
+    while got < count:
+        room = min(window - (len(sent_at) - got), count - len(sent_at))
+        if room > 0:
+            first = len(sent_at)
+            now = time.perf_counter()
+            ept.send_many([_payload(i, size) for i in range(first, first + room)], timeout)
+            sent_at += [now] * room
+        for reply in ept.recv_many(window, timeout):
+            if reply != _payload(got, size):
+                raise RprocError(errno.EPROTO, f"message {got}: got {reply[:16]!r}... "
+                                 f"({len(reply)} bytes) out of order or altered",
+                                 file=str(ept.path))
+            lat.append(time.perf_counter() - sent_at[got])
+            got += 1

@@ -314,6 +314,33 @@ class Endpoint(FdOwner):
             except OSError as exc:
                 raise self._error(exc, "receive") from None
 
+    def send_many(self, msgs: list[bytes], timeout: float | None = 15.0) -> int:
+        """Send ``msgs`` in order (each waiting up to ``timeout`` for a TX buffer); how many
+        were sent. Sizes are checked first, so an oversized one sends nothing."""
+        for data in msgs:
+            if len(data) > RPMSG_MTU:
+                raise RprocError(errno.EMSGSIZE, f"message of {len(data)} bytes: rpmsg "
+                                 f"carries at most {RPMSG_MTU}", file=str(self.path))
+        for data in msgs:
+            self.send(data, timeout)
+        return len(msgs)
+
+    def recv_many(self, max_msgs: int = 64, timeout: float | None = None,
+                  size: int = RPMSG_MTU) -> list[bytes]:
+        """Wait like ``recv`` for the first message, then take every one already queued (up
+        to ``max_msgs``) without waiting: what a streaming reader wants."""
+        if max_msgs < 1:
+            raise RprocError(errno.EINVAL, f"max_msgs must be positive, not {max_msgs}")
+        out = [self.recv(timeout, size)]
+        while len(out) < max_msgs:
+            try:
+                out.append(os.read(self.fileno(), size))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise self._error(exc, "receive") from None
+        return out
+
     def drain(self) -> int:
         """Drop queued messages; returns how many."""
         n = 0

@@ -54,6 +54,10 @@ class RprocOps:
     # returns milliseconds the host should wait before going down
     panic: Callable[[Rproc], int] | None = None
     coredump: Callable[[Rproc], None] | None = None
+    # Not in the kernel: a thread about to block for the remote's reply offers to run the
+    # remote's pending work itself (an emulated core woken by our kick): one thread hand-off
+    # less each way. Called with no lock held; a platform that cannot does nothing.
+    poll: Callable[[Rproc], None] | None = None
 
     def copy(self) -> RprocOps:
         """The core keeps its own copy (the kernel kmemdups the ops)."""

@@ -310,6 +310,18 @@ class Rproc:
         own transitions do (``ADDED``, ``BOOT_FAILED`` and ``DELETED`` come from the host)."""
         self._emit(kind, wait=wait, **kw)
 
+    def poll(self) -> None:
+        """Let the platform run the remote's pending work on this thread (``RprocOps.poll``),
+        before the caller blocks for a reply. Never from a lifecycle operation."""
+        poll = self.ops.poll
+        if poll is not None and not self._lock.held():
+            poll(self)
+
+    def lock_held(self) -> bool:
+        """Whether the calling thread is inside one of this processor's lifecycle operations
+        (holds its lock): a platform must not run host reactions on such a thread."""
+        return self._lock.held()
+
     def _emit(self, kind: EventKind, *, wait: bool = False, **kw: Any) -> None:
         """Post an event for delivery now (outside the lock, on the dispatcher's thread).
 

@@ -50,16 +50,18 @@ from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import TableBuilder
 from remoteproc.platforms.process import (
     DEFAULT_LAYOUT,
+    DEFAULT_SCHED_SLICE,
     DEFAULT_SHM_NAME,
     DEFAULT_SOCKET_PATH,
     NATIVE_BYTEORDER,
     KickSocket,
     ShmFile,
     ShmLayout,
+    set_sched_slice,
 )
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
 from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
-from remoteproc.virtio.bus import VIRTIO_ID_RPMSG
+from remoteproc.virtio.bus import VIRTIO_ID_RPMSG, VIRTIO_RING_F_EVENT_IDX
 
 __all__ = [
     "ECHO_SERVICE",
@@ -77,13 +79,20 @@ SHUTDOWN_MSG = 0xEF56A55A
 _SHUTDOWN_BYTES = struct.pack("=I", SHUTDOWN_MSG)
 
 
-def build_table(layout: ShmLayout = DEFAULT_LAYOUT, byteorder: str = NATIVE_BYTEORDER) -> bytes:
-    """The remote's resource table: one rpmsg vdev with the layout's two vrings."""
+def build_table(
+    layout: ShmLayout = DEFAULT_LAYOUT,
+    byteorder: str = NATIVE_BYTEORDER,
+    *,
+    event_idx: bool = False,
+) -> bytes:
+    """The remote's resource table: one rpmsg vdev with the layout's two vrings. OpenAMP's
+    table offers only the name service; ``event_idx`` also offers VIRTIO_RING_F_EVENT_IDX,
+    which Linux's virtio core (and ours) then negotiates."""
     tb = TableBuilder(byteorder)
     tb.add_vdev(
         id=VIRTIO_ID_RPMSG,
         notifyid=0,
-        dfeatures=1 << VIRTIO_RPMSG_F_NS,
+        dfeatures=(1 << VIRTIO_RPMSG_F_NS) | ((1 << VIRTIO_RING_F_EVENT_IDX) if event_idx else 0),
         vrings=[
             (da, layout.vring_align, layout.vring_num, nid, 0)
             for da, nid in zip(layout.vring_da, layout.vring_notifyid, strict=True)
@@ -115,19 +124,22 @@ class ProcessRemote:
         once: bool = False,
         kick_batch: int = 8,
         spin: float = 50e-6,
+        sched_slice: float = DEFAULT_SCHED_SLICE,
         name: str = "remote",
         unlink_shm: bool = False,
+        event_idx: bool = False,
     ) -> None:
         self.layout = layout
         self.socket_path = socket_path
         self.once = once
         self.kick_batch = kick_batch
         self.spin = spin
+        self.sched_slice = sched_slice
         self.name = name
         self.unlink_shm = unlink_shm
         self.byteorder = NATIVE_BYTEORDER
         self.shm = ShmFile(shm, layout.shm_size, create=True)
-        self._table = build_table(layout, self.byteorder)
+        self._table = build_table(layout, self.byteorder, event_idx=event_idx)
         self.write_table()
         # The vdev body starts after the entry's 4-byte type field.
         (vdev_off,) = struct.unpack_from(self.byteorder + "I", self._table, 16)
@@ -183,6 +195,7 @@ class ProcessRemote:
         link = self.link
         if link is None or self._stopping.is_set():
             raise _PeerGone()
+        self.rpmsg.flush_notify()
         link.flush()
         if not link.wait():
             raise _PeerGone()
@@ -198,6 +211,8 @@ class ProcessRemote:
     def serve(self) -> None:
         """Accept hosts one after the other until ``stop()`` (or the first one's EOF with
         ``once``)."""
+        if self.sched_slice > 0:
+            set_sched_slice(self.sched_slice)
         while not self._stopping.is_set():
             if self._listener is None:
                 self._listen()  # the table was rewritten first: listening promises it
@@ -333,10 +348,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="after each pass, poll this long before sleeping (0: sleep at once)",
     )
     parser.add_argument(
+        "--slice-us",
+        type=float,
+        default=DEFAULT_SCHED_SLICE * 1e6,
+        help="scheduler slice to request (Linux >= 6.12, EEVDF), so a kick preempts another "
+        "tenant's task instead of waiting out its slice (0: keep the kernel's default)",
+    )
+    parser.add_argument(
         "--kick-batch",
         type=int,
         default=8,
         help="while busy, kick the host at least every N messages",
+    )
+    parser.add_argument(
+        "--event-idx",
+        action="store_true",
+        help="offer VIRTIO_RING_F_EVENT_IDX (OpenAMP's table does not)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -363,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         unlink_shm=args.unlink_shm,
         kick_batch=args.kick_batch,
         spin=args.spin_us * 1e-6,
+        sched_slice=args.slice_us * 1e-6,
+        event_idx=args.event_idx,
     )
     if stop_requested.is_set():
         remote.stop()

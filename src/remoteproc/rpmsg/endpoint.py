@@ -24,7 +24,7 @@ import errno
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from remoteproc.errors import RprocError
@@ -123,6 +123,45 @@ class Endpoint:
         self._check_alive()
         self.bus.send_offchannel(self.addr, dst, data, wait=False, timeout=None)
 
+    def send_many(
+        self,
+        msgs: Sequence[bytes | bytearray | memoryview],
+        dst: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Send ``msgs`` in order to ``dst`` (default: the endpoint's destination) as bursts:
+        one kick decision per burst instead of one per message. Waits for TX buffers like
+        ``send``; returns the number sent (all of them unless an error is raised)."""
+        self._check_alive()
+        target = self.dst if dst is None else dst
+        many = getattr(self.bus, "send_many_offchannel", None)
+        if many is None:  # a transport without bursts: one at a time
+            for data in msgs:
+                self.bus.send_offchannel(self.addr, target, data, wait=True, timeout=timeout)
+            return len(msgs)
+        sent: int = many(self.addr, target, msgs, wait=True, timeout=timeout)
+        return sent
+
+    def trysend_many(
+        self, msgs: Sequence[bytes | bytearray | memoryview], dst: int | None = None
+    ) -> int:
+        """As many of ``msgs`` as there are free TX buffers now, in order; how many were
+        sent (ENOMEM if none could be)."""
+        self._check_alive()
+        target = self.dst if dst is None else dst
+        many = getattr(self.bus, "send_many_offchannel", None)
+        if many is None:
+            for i, data in enumerate(msgs):
+                try:
+                    self.bus.send_offchannel(self.addr, target, data, wait=False, timeout=None)
+                except RprocError as err:
+                    if err.errno == errno.ENOMEM and i:
+                        return i
+                    raise
+            return len(msgs)
+        sent: int = many(self.addr, target, msgs, wait=False, timeout=None)
+        return sent
+
     def poll_out(self) -> bool:
         """EPOLLOUT: a send would not block now."""
         return self._gone is None and self.bus.tx_ready()
@@ -147,6 +186,26 @@ class Endpoint:
         for loop, fut in waiters:
             _wake(loop, fut)
 
+    def deliver_many(self, msgs: list[tuple[bytes, int]]) -> None:
+        """``deliver`` for several messages in order: one lock and one wake-up for all."""
+        with self.cb_lock:
+            cb = self.callback
+            if cb is not None:
+                for data, src in msgs:
+                    self.received += 1
+                    cb(self, data, src)
+                return
+        with self._cond:
+            if self._gone is not None:
+                return
+            self.received += len(msgs)
+            self._queue.extend(msgs)
+            self._cond.notify_all()
+            waiters = self._async_waiters
+            self._async_waiters = []
+        for loop, fut in waiters:
+            _wake(loop, fut)
+
     def pending(self) -> int:
         """Messages queued and not yet read (EPOLLIN when non-zero)."""
         with self._cond:
@@ -158,6 +217,13 @@ class Endpoint:
         if self.callback is not None:
             raise RprocError(errno.EINVAL, "endpoint delivers to a callback")
         deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout != 0 and not self._queue:
+            # Before sleeping, offer the transport this thread to run the remote's pending
+            # work (an emulated core our send just kicked): its reply then lands here without
+            # two thread hand-offs. No lock held: the reply is delivered to this endpoint.
+            poll_rx = getattr(self.bus, "poll_rx", None)
+            if poll_rx is not None:
+                poll_rx()
         with self._cond:
             while not self._queue:
                 if self._gone is not None:
@@ -175,6 +241,26 @@ class Endpoint:
 
     def recv(self, timeout: float | None = None) -> bytes:
         return self.recvfrom(timeout)[0]
+
+    def recv_many(self, max_msgs: int = 256, timeout: float | None = None) -> list[bytes]:
+        """Up to ``max_msgs`` queued messages at once, waiting like ``recv`` for the first:
+        one lock and at most one wake-up for a whole burst, for callers that stream."""
+        return [data for data, _src in self.recvfrom_many(max_msgs, timeout)]
+
+    def recvfrom_many(
+        self, max_msgs: int = 256, timeout: float | None = None
+    ) -> list[tuple[bytes, int]]:
+        """``recv_many`` with each message's source address."""
+        if max_msgs <= 0:
+            raise RprocError(errno.EINVAL, f"max_msgs must be positive, not {max_msgs}")
+        first = self.recvfrom(timeout)
+        out = [first]
+        with self._cond:
+            queue = self._queue
+            n = min(len(queue), max_msgs - 1)
+            popleft = queue.popleft
+            out.extend(popleft() for _ in range(n))
+        return out
 
     async def arecvfrom(self) -> tuple[bytes, int]:
         """The asyncio form of ``recvfrom``; cancel it to stop waiting."""

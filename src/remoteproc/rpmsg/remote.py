@@ -159,6 +159,8 @@ class RpmsgRemote:
         # A ring the host broke (index jump) and left broken: called once per attachment.
         self.on_ring_broken: Callable[[RprocError], None] | None = None
         self._refusing = False
+        self._pass_depth = 0  # > 0 while a receive pass runs (replies' interrupts held)
+        self._tx_held = 0  # replies pushed since the last interrupt decision
         self.rx_messages = 0
         self.tx_messages = 0
         self.errors = 0
@@ -328,6 +330,7 @@ class RpmsgRemote:
         if self._tx is None:
             return
         self._tx = self._rx = None
+        self._tx_held = 0
         self._tx_notifyid = self._rx_notifyid = -1
         self._pending_ns.clear()
         for ept in self._epts.values():
@@ -342,6 +345,25 @@ class RpmsgRemote:
         if q is None:
             return
         since_notify = 0
+        self._pass_depth += 1
+        try:
+            self._drain_rx(q, since_notify)
+        finally:
+            self._pass_depth -= 1
+            if not self._pass_depth:
+                self.flush_notify()
+
+    def flush_notify(self) -> None:
+        """Make the interrupt decision held for the replies sent during a receive pass (one
+        per pass, or per ``_NOTIFY_BATCH`` replies, instead of one per reply). A transport
+        whose callback blocks for the host (no free host buffer) calls this first."""
+        with self._lock:
+            held, self._tx_held = self._tx_held, 0
+            q = self._tx
+            if held and q is not None:
+                q.notify()
+
+    def _drain_rx(self, q: DeviceQueue, since_notify: int) -> None:
         while True:
             q.disable_notify()
             while self._rx is q and (item := q.pop_avail()) is not None:
@@ -452,13 +474,23 @@ class RpmsgRemote:
                     if timeout <= 0:
                         raise RprocError(errno.ENOMEM, "no free host buffer")
                     raise RprocError(errno.ETIMEDOUT, "timeout waiting for a host buffer")
+                self.flush_notify()  # the host must hear about our replies to free buffers
                 self._cond.wait(remaining)
             head, view = got
             self._hdr.pack_into(view, 0, src, dst, 0, length, 0)
             view[RPMSG_HDR_SIZE : RPMSG_HDR_SIZE + length] = data
             q.push_used(head, RPMSG_HDR_SIZE + length)
             self.tx_messages += 1
-            q.notify()
+            if self._pass_depth:
+                # A reply from inside a receive pass: decide on the interrupt once for the
+                # batch (the pass's end flushes), as OpenAMP's remotes do not, and why the
+                # OpenAMP echo kicks the host twice per message.
+                self._tx_held += 1
+                if self._tx_held >= _NOTIFY_BATCH:
+                    self._tx_held = 0
+                    q.notify()
+            else:
+                q.notify()
 
     def _get_tx_buf(self, q: DeviceQueue, length: int) -> tuple[int, memoryview] | None:
         while (item := q.pop_avail()) is not None:

@@ -39,7 +39,7 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
@@ -108,6 +108,7 @@ class RpmsgBus:
         self._rx_lock = threading.RLock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
+        self._tx_ready_cbs: list[Callable[[], None]] = []
         self._endpoints: dict[int, Endpoint] = {}
         self._channels: list[Channel] = []
         self._removed = False
@@ -241,6 +242,9 @@ class RpmsgBus:
         # we wait for below.
         with self._tx_cond:
             self._tx_cond.notify_all()
+            cbs, self._tx_ready_cbs = self._tx_ready_cbs, []
+        for cb in cbs:
+            cb()
         self.vdev.reset()
         for ch in reversed(self.channels()):
             self._unregister_channel(ch)
@@ -320,16 +324,19 @@ class RpmsgBus:
             idx = self._last_sbuf
             self._last_sbuf += 1
             return idx
-        if self._tx_spare:
-            return self._tx_spare.pop()
-        got = self.svq.get_buf()
+        spare = self._tx_spare
+        if spare:
+            return spare.pop()
+        # Take back everything the remote returned at once: one pass over the used ring per
+        # burst instead of one call per message.
+        spare.extend(int(tok) for tok, _len in self.svq.get_bufs())
         if self.svq.dropped:  # returned with a lying length: still ours to reuse
-            self._tx_spare.extend(self.svq.dropped)
+            spare.extend(self.svq.dropped)
             self.svq.dropped.clear()
-        if got is not None:
-            return int(got[0])
-        if self._tx_spare:
-            return self._tx_spare.pop()
+        if spare:
+            # Reversed, so pop() hands them out in the order the remote returned them.
+            spare.reverse()
+            return spare.pop()
         return None
 
     def tx_ready(self) -> bool:
@@ -401,6 +408,85 @@ class RpmsgBus:
             self.tx_messages += 1
             return self.svq.kick_prepare()
 
+    def send_many_offchannel(
+        self,
+        src: int,
+        dst: int,
+        msgs: Sequence[bytes | bytearray | memoryview],
+        *,
+        wait: bool,
+        timeout: float | None,
+    ) -> int:
+        """Send ``msgs`` in order, as one burst: one lock hold and one kick decision for as
+        many as there are free TX buffers (``virtqueue_kick`` once per batch, as the kernel's
+        network drivers do with ``xmit_more``). When buffers run out, the held kick goes out
+        first, so the remote can drain the ring while we wait. Returns how many were sent;
+        without ``wait`` it stops at the first missing buffer (ENOMEM only if none was sent).
+        Errors in a message (EMSGSIZE) are raised before anything is sent."""
+        if src == RPMSG_ADDR_ANY or dst == RPMSG_ADDR_ANY:
+            raise RprocError(errno.EINVAL, f"invalid addr (src 0x{src:x}, dst 0x{dst:x})")
+        mtu = self.buf_size - RPMSG_HDR_SIZE
+        for data in msgs:
+            if len(data) > mtu:
+                raise RprocError(errno.EMSGSIZE, f"message is too big ({len(data)})")
+        total = len(msgs)
+        sent = 0
+        deadline = None
+        pack = self._hdr.pack_into
+        svq = self.svq
+        bsize = self.buf_size
+        while sent < total:
+            notify = False
+            with self._tx_cond:
+                if self._removing:
+                    raise RprocError(errno.EPIPE, "rpmsg device removed")
+                sbufs = self._sbufs
+                base = self._sbufs_pa
+                while sent < total:
+                    idx = self._get_a_tx_buf()
+                    if idx is None:
+                        break
+                    data = msgs[sent]
+                    length = len(data)
+                    off = idx * bsize
+                    pack(sbufs, off, src, dst, 0, length, 0)
+                    sbufs[off + RPMSG_HDR_SIZE : off + RPMSG_HDR_SIZE + length] = data
+                    try:
+                        svq.add_outbuf(base + off, RPMSG_HDR_SIZE + length, idx)
+                    except RprocError as err:
+                        log.error("%s: virtqueue_add_outbuf failed: %s", self.name, err)
+                        self._tx_spare.append(idx)
+                        raise
+                    sent += 1
+                self.tx_messages += sent
+                notify = svq.kick_prepare()
+            if notify:
+                svq.notify()
+            if sent == total:
+                break
+            if not wait:
+                if sent == 0:
+                    raise RprocError(errno.ENOMEM, "no free tx buffer")
+                break
+            if deadline is None:
+                deadline = time.monotonic() + (self.tx_timeout if timeout is None else timeout)
+            with self._tx_cond:
+                if self._removing:
+                    raise RprocError(errno.EPIPE, "rpmsg device removed")
+                idx = self._wait_tx_buf(deadline - time.monotonic())
+                # Put it back for the filling loop above to take first.
+                self._tx_spare.append(idx)
+        return sent
+
+    def poll_rx(self) -> None:
+        """A receiver is about to block: let the platform run the remote now, on this thread
+        (``Rproc.poll``); whatever the remote sends back is then received here too."""
+        rproc = self.rproc
+        if rproc is not None and not self._removing:
+            poll = getattr(rproc, "poll", None)
+            if poll is not None:
+                poll()
+
     def _wait_tx_buf(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         self._tx_waiters += 1
@@ -421,17 +507,33 @@ class RpmsgBus:
         finally:
             self._tx_waiters -= 1
 
+    def on_tx_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the transport's thread, at the remote's next TX-done
+        interrupt (or at removal): what ``virtio_rpmsg_poll``'s wait on ``sendq`` gives a
+        poller. Register first, then check ``tx_ready()``, so no return is missed."""
+        with self._tx_cond:
+            if not self._removing:
+                self._tx_ready_cbs.append(callback)
+                return
+        callback()
+
     def _xmit_done(self, svq: DriverQueue) -> None:
         """``rpmsg_xmit_done``: the remote gave TX buffers back; wake blocked senders."""
-        # Unlocked read: a sender counts itself in before it last looks at the ring, so either
-        # we see it here or it sees the buffer the remote just returned.
-        if self._tx_waiters:
+        # Unlocked reads: a sender counts itself in (a poller registers) before it last looks
+        # at the ring, so either we see it here or it sees the buffer the remote just returned.
+        if self._tx_waiters or self._tx_ready_cbs:
             with self._tx_cond:
                 self._tx_cond.notify_all()
+                cbs, self._tx_ready_cbs = self._tx_ready_cbs, []
+            for cb in cbs:
+                try:
+                    cb()
+                except Exception:
+                    log.exception("%s: tx-ready callback failed", self.name)
 
     # -- receive -----------------------------------------------------------------------------
     def _recv_done(self, rvq: DriverQueue) -> None:
-        """``rpmsg_recv_done``: dispatch every used RX buffer, re-post it, kick once."""
+        """``rpmsg_recv_done``: dispatch every used RX buffer, re-post them, kick once."""
         try:
             notify = self._recv_pass(rvq)
         finally:
@@ -441,32 +543,78 @@ class RpmsgBus:
             rvq.notify()
 
     def _recv_pass(self, rvq: DriverQueue) -> bool:
+        """Drain the ring with the remote's interrupts suppressed (NO_INTERRUPT, or the used
+        event left behind), then re-enable them and check the ring once more: a buffer the
+        remote used between our last look and the re-enable would otherwise wait for an
+        interrupt it was told not to send (``virtqueue_enable_cb``'s race). Messages for one
+        endpoint in a row are handed over as one batch (one lock, one wake-up). Returns whether
+        the remote asked to be kicked."""
+        notify = False
         with self._rx_lock:
             if self._removed:
                 return False
-            # Buffers go back to the ring after the whole pass (the kernel re-posts each one at
-            # once): a remote that returns one buffer twice in a pass is then caught by the
+            # Buffers go back to the ring after each drain (the kernel re-posts each one at
+            # once): a remote that returns one buffer twice in a drain is then caught by the
             # ring as "not a head" instead of finding the buffer freshly posted again.
-            done: list[int] = []
-            while (got := rvq.get_buf()) is not None:
-                idx, used_len = got
-                done.append(idx)
-                self._recv_single(idx, used_len)
-            if rvq.dropped:
-                done.extend(rvq.dropped)
-                rvq.dropped.clear()
-            for idx in done:
-                self._repost(rvq, idx)
-            if not done:
+            handled = 0
+            while True:
+                rvq.disable_cb()
+                done: list[int] = []
+                batch: list[tuple[bytes, int]] = []
+                batch_ept: Endpoint | None = None
+                for idx, used_len in rvq.get_bufs():
+                    done.append(idx)
+                    msg = self._recv_single(idx, used_len)
+                    if msg is None:
+                        continue
+                    ept, data, src = msg
+                    if ept is not batch_ept and batch:
+                        self._deliver(batch_ept, batch)
+                        batch = []
+                    if ept.callback is not None:
+                        # Callbacks run one message at a time anyway; this keeps the buffer's
+                        # index known to them for error reports (the name service's).
+                        self.rx_index = idx
+                        self._deliver(ept, [(data, src)])
+                        self.rx_index = None
+                        continue
+                    batch_ept = ept
+                    batch.append((data, src))
+                if batch:
+                    self._deliver(batch_ept, batch)
+                if rvq.dropped:
+                    done.extend(rvq.dropped)
+                    rvq.dropped.clear()
+                self._repost(rvq, done)
+                handled += len(done)
+                if handled >= rvq.num:
+                    # Decide now, while the 16-bit event window still covers every buffer
+                    # re-posted since the last decision.
+                    notify |= rvq.kick_prepare()
+                    handled = 1
+                if rvq.enable_cb() or self._removed:
+                    break
+            if not handled:
                 if not rvq.broken:
                     log.warning("%s: uhm, incoming signal, but no used buffer ?", self.name)
                 return False
-            notify = rvq.kick_prepare()
+            notify |= rvq.kick_prepare()
         return notify
 
-    def _repost(self, rvq: DriverQueue, idx: int) -> None:
+    def _deliver(self, ept: Endpoint | None, batch: list[tuple[bytes, int]]) -> None:
+        assert ept is not None
         try:
-            rvq.add_inbuf(self._bufs_pa + idx * self.buf_size, self.buf_size, idx)
+            if len(batch) == 1:
+                ept.deliver(*batch[0])
+            else:
+                ept.deliver_many(batch)
+        except Exception:
+            log.exception("%s: endpoint 0x%x callback failed", self.name, ept.addr)
+
+    def _repost(self, rvq: DriverQueue, done: list[int]) -> None:
+        pa, size = self._bufs_pa, self.buf_size
+        try:
+            rvq.add_inbufs([(pa + idx * size, size, idx) for idx in done])
         except RprocError as err:
             log.error("%s: failed to add a virtqueue buffer: %s", self.name, err)
 
@@ -475,18 +623,19 @@ class RpmsgBus:
         err = RprocError(code, message, vring=RX_VRING, index=idx, what="rx buffer")
         log.error("%s: %s", self.name, err)
 
-    def _recv_single(self, idx: int, used_len: int) -> None:
+    def _recv_single(self, idx: int, used_len: int) -> tuple[Endpoint, bytes, int] | None:
+        """Check one used RX buffer; its endpoint, payload and source, or None if dropped."""
         off = idx * self.buf_size
         rbufs = self._rbufs
         if used_len < RPMSG_HDR_SIZE:
             self._rx_error(errno.EINVAL, f"inbound msg too short ({used_len})", idx)
-            return
+            return None
         src, dst, _reserved, length, _flags = self._hdr.unpack_from(rbufs, off)
         if used_len > self.buf_size or length > used_len - RPMSG_HDR_SIZE:
             self._rx_error(
                 errno.EINVAL, f"inbound msg too big: (used {used_len}, hdr len {length})", idx
             )
-            return
+            return None
         data = bytes(rbufs[off + RPMSG_HDR_SIZE : off + RPMSG_HDR_SIZE + length])
         self.rx_messages += 1
         ept = self._endpoints.get(dst)  # dict reads are atomic; destroy is checked in deliver
@@ -494,14 +643,8 @@ class RpmsgBus:
             log.warning(
                 "%s: msg received with no recipient (src 0x%x, dst 0x%x)", self.name, src, dst
             )
-            return
-        self.rx_index = idx
-        try:
-            ept.deliver(data, src)
-        except Exception:
-            log.exception("%s: endpoint 0x%x callback failed", self.name, dst)
-        finally:
-            self.rx_index = None
+            return None
+        return ept, data, src
 
     # -- channels ----------------------------------------------------------------------------
     def channels(self) -> list[Channel]:

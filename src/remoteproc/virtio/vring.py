@@ -431,6 +431,86 @@ class DriverQueue(_Ring):
             return token, used_len
         return None
 
+    def get_bufs(self, limit: int = 1 << 16) -> list[tuple[Any, int]]:
+        """Every used buffer pending now (at most ``limit``), in order: ``get_buf`` in a loop,
+        with the used index read once and the per-call overhead paid once per batch. The
+        same checks apply element by element."""
+        out: list[tuple[Any, int]] = []
+        if self.broken:
+            return out
+        used_idx = self._used_idx()  # read once
+        last = self._last_used
+        pending = (used_idx - last) & 0xFFFF
+        if pending > self._in_flight:
+            return [got] if (got := self.get_buf()) is not None else out  # breaks the ring
+        if pending > limit:
+            pending = limit
+        unpack = self._elem.unpack_from
+        mem = self.mem
+        ring_off = self._used_ring_off
+        mask = self._mask
+        num = self.num
+        tokens = self._tokens
+        chains = self._chains
+        lengths = self._lengths
+        free = self._free
+        event = self.use_event_idx and not self._avail_flags & VRING_AVAIL_F_NO_INTERRUPT
+        bad = False
+        for _ in range(pending):
+            head, used_len = unpack(mem, ring_off + VRING_USED_ELEM_SIZE * (last & mask))
+            if head >= num or (token := tokens[head]) is None or used_len > lengths[head]:
+                bad = True  # the one-at-a-time path logs it and accounts for it, below
+                break
+            last = (last + 1) & 0xFFFF
+            self._last_used = last
+            tokens[head] = None
+            chain = chains[head]
+            chains[head] = ()
+            if len(chain) == 1:
+                free.append(head)
+            else:
+                free.extend(reversed(chain))
+            self._in_flight -= 1
+            out.append((token, used_len))
+        if event:
+            self._w16(self.layout.used_event, last)
+        if bad:
+            while len(out) < limit and (got := self.get_buf()) is not None:
+                out.append(got)
+        return out
+
+    def add_inbufs(self, bufs: list[tuple[int, int, Any]]) -> None:
+        """``add_inbuf`` for several ``(pa, length, token)`` buffers, published with one
+        index write at the end (the device sees them all at once)."""
+        if not bufs:
+            return
+        if self.broken or len(bufs) > len(self._free) or any(t is None for _, _, t in bufs):
+            for pa, length, token in bufs:
+                self.add_inbuf(pa, length, token)  # raises the right error where it fails
+            return
+        mem = self.mem
+        pack = self._desc.pack_into
+        free = self._free
+        tokens = self._tokens
+        chains = self._chains
+        lengths = self._lengths
+        u16 = self._u16
+        ring_off = self._avail_ring_off
+        mask = self._mask
+        avail = self._avail_idx
+        for pa, length, token in bufs:
+            head = free.pop()
+            pack(mem, VRING_DESC_SIZE * head, pa, length, VRING_DESC_F_WRITE, 0)
+            tokens[head] = token
+            chains[head] = (head,)
+            lengths[head] = length
+            u16.pack_into(mem, ring_off + 2 * (avail & mask), head)
+            avail = (avail + 1) & 0xFFFF
+        self._avail_idx = avail
+        u16.pack_into(mem, self._avail_idx_off, avail)
+        self._in_flight += len(bufs)
+        self._num_added += len(bufs)
+
     def _detach(self, head: int) -> None:
         self._tokens[head] = None
         chain = self._chains[head]

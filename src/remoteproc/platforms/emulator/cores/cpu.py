@@ -118,6 +118,9 @@ _RECHECK_S = 0.002
 # stop is then that much late).
 _GAP_S = 0.005
 _REPLAYS_KEPT = 8
+# How long a kicking thread may run a borrowed core (run_inline) before the core's own thread
+# takes it back: a reply takes microseconds; firmware that computes must not hold the caller.
+_INLINE_SLICE_S = 0.002
 
 # An MMIO access: (space, is_write, offset, size, value); space 0 is the peripheral block,
 # 1 the Cortex-M SCS. ``value`` is 0 for reads.
@@ -183,6 +186,18 @@ class Core(ABC):
         # Lock order: _mmio_lock -> CoreIo.lock, _mmio_lock -> _cv.
         self._mmio_lock = threading.RLock()
         self._thread: threading.Thread | None = None
+        # The thread inside emu_start (or about to be): the core's own, or a borrower's.
+        self._runner: int | None = None
+        # A kicking thread runs the core while it would otherwise wake from wfi (run_inline);
+        # the core's own thread waits meanwhile.
+        self._borrowed = False
+        self._inline_fault: Fault | None = None  # a fault met by a borrower, for _run
+        self._sleep_waiters = 0  # threads in wait_sleeping()
+        self._borrow_seq = 0
+        self._borrower: int | None = None
+        self._inline_expired = False  # the core's thread wants its core back
+        self._inline_since = 0.0  # when the current borrower started running the core
+        self._inline_watch_armed = False  # _inline_watch is scheduled
         self._halt = False
         self._fault_req: Fault | None = None
         self._sleeping = False
@@ -200,6 +215,9 @@ class Core(ABC):
         self._stop_wanted = False  # one was held back: take it at the next MMIO access
         self._gap_until = 0.0  # other threads hold back emu_stop until then
         self.mmio_replays = 0  # repeated accesses answered from the record (tests)
+        self.inline_runs = 0  # run_inline calls that ran the core (tests, benchmarks)
+        self.inline_preempts = 0  # borrowers stopped after a whole slice
+        self.inline_steps = 0  # emu_start runs made by borrowers
         self.wfi_sleeps = 0  # counters for tests and benchmarks
         self.interrupts_taken = 0
         io.sink = self
@@ -268,6 +286,8 @@ class Core(ABC):
         with self._cv:
             self._halt = False
             self._fault_req = None
+            self._inline_fault = None
+            self._borrowed = False
             self._sleeping = False
             self._trap = None
             self._mem_fault = None
@@ -292,6 +312,11 @@ class Core(ABC):
             raise RprocError(errno.EDEADLK, f"{self.name}: a core cannot stop itself")
         with self._cv:
             self._halt = True
+            if self._borrowed and self._borrower == threading.get_ident() and not self._in_emu:
+                # A host callback run inline by a kick stops the core it borrowed: cancel
+                # the borrow, or the core's thread would wait for it forever.
+                self._borrowed = False
+                self._borrower = None
             self._cv.notify_all()
         while thread.is_alive():
             # Repeated: a stop can be lost in unicorn's start window.
@@ -320,8 +345,12 @@ class Core(ABC):
     def wait_sleeping(self, timeout: float = 5.0) -> bool:
         """Wait until the core sleeps in wfi (tests and benchmarks)."""
         with self._cv:
-            return self._cv.wait_for(lambda: self._sleeping or self.state is not
-                                     CoreState.RUNNING, timeout) and self._sleeping
+            self._sleep_waiters += 1
+            try:
+                return self._cv.wait_for(lambda: self._sleeping or self.state is not
+                                         CoreState.RUNNING, timeout) and self._sleeping
+            finally:
+                self._sleep_waiters -= 1
 
     # ---- events from other threads -----------------------------------------------------------
 
@@ -330,8 +359,90 @@ class Core(ABC):
         with self._cv:
             self._gen += 1
             gen = self._gen
-            self._cv.notify_all()
+            if not self._borrowed:  # a borrower looks at the lines itself after each run
+                self._cv.notify_all()
         self._interrupt_emulation(gen)
+
+    def borrow(self, *, pending_only: bool = False) -> int:
+        """Take the core for ``run_inline`` if it sleeps in wfi with nothing to do: then a
+        line raised next is not a wake-up for the core's thread but work for the caller.
+        Returns a token for ``run_inline`` (which gives the core back), or 0 (nothing taken).
+        A ``stop()`` on the borrowing thread itself cancels the borrow."""
+        with self._cv:
+            if (self.state is not CoreState.RUNNING or self._thread is None or self._borrowed
+                    or self._in_emu or not self._sleeping or self._halt
+                    or self._fault_req is not None or self._inline_fault is not None
+                    or threading.get_ident() == self._thread.ident):
+                return 0
+            if pending_only and not (self._gen != self._masked_spin_gen
+                                     and self._wakes(self.io.lines())):
+                return 0  # nothing would wake it: no work to run
+            self._borrowed = True
+            self._borrow_seq += 1
+            self._borrower = threading.get_ident()
+            return self._borrow_seq
+
+    def run_inline(self, token: int, budget: int = 64) -> None:
+        """Run the borrowed core on the calling thread until it sleeps in wfi again (at most
+        ``budget`` runs of ``emu_start``), then give it back.
+
+        Why: a kick into a core idle in wfi used to wake the core's thread (a hand-off costing
+        tens of microseconds on a loaded machine, and another one back for its reply). The
+        borrower does exactly what the core's thread would do, run by run, with the same
+        exactly-once MMIO rules (``_runner`` names the thread inside ``emu_start``, which is
+        what those rules ask about). A fault, a halt, or a core still busy after ``budget``
+        runs goes back to the core's thread, which carries on from there."""
+        uc = self.uc
+        with self._cv:
+            self._inline_since = time.monotonic()
+            arm = not self._inline_watch_armed and budget > 0
+            self._inline_watch_armed = True
+        if arm:
+            self.scheduler.call_later(_INLINE_SLICE_S, self._inline_watch)
+        self.inline_runs += 1
+        try:
+            for _ in range(budget):
+                with self._cv:
+                    if not self._borrowed or self._borrow_seq != token:
+                        return  # cancelled by a stop(): the core is not ours any more
+                    if (self._halt or self._fault_req is not None or uc is None
+                            or self._inline_expired):
+                        break
+                    if self._sleeping:
+                        if self._gen != self._masked_spin_gen and self._wakes(self.io.lines()):
+                            self._sleeping = False
+                        else:
+                            break
+                    self._in_emu = True
+                    self._entered_gen = self._gen
+                    self._runner = threading.get_ident()
+                self.inline_steps += 1
+                try:
+                    fault = self._step(uc)
+                except Exception as exc:  # an emulator bug: a fatal error, as in _run
+                    log.exception("%s: emulation failed", self.name)
+                    with self._cv:
+                        self._in_emu = False
+                    fault = Fault(CrashType.FATAL_ERROR, f"emulator error: {exc}",
+                                  self._safe_pc(), arch=self.arch)
+                if fault is not None:
+                    with self._cv:
+                        self._inline_fault = fault
+                    break
+        finally:
+            with self._cv:
+                if not self._borrowed or self._borrow_seq != token:
+                    return  # noqa: B012 - cancelled: nothing of ours to give back
+                self._borrowed = False
+                self._borrower = None
+                self._runner = None
+                self._inline_expired = False
+                # The core's thread only needs to look if the core is not back in wfi.
+                if (not self._sleeping or self._sleep_waiters or self._halt
+                        or self._inline_fault is not None or self._fault_req is not None
+                        or (self._gen != self._masked_spin_gen
+                            and self._wakes(self.io.lines()))):
+                    self._cv.notify_all()
 
     def _interrupt_emulation(self, gen: int) -> None:
         """Make ``emu_start`` return so the loop sees generation ``gen``.
@@ -340,10 +451,40 @@ class Core(ABC):
         stop it now, unless an instruction that made a side-effecting MMIO access is completing
         (then at its next access, or a little later).
         """
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._runner:
             self.scheduler.call_later(0, lambda: self._recheck(gen))
             return
         self._stop_for(gen, force=True)
+
+    def _inline_watch(self) -> None:
+        """Scheduler thread, armed while cores are borrowed: a borrower that has run the core
+        for a whole slice (firmware computing) gives it back to the core's thread."""
+        with self._cv:
+            if not self._borrowed:
+                self._inline_watch_armed = False
+                return
+            seq = self._borrow_seq
+            left = self._inline_since + _INLINE_SLICE_S - time.monotonic()
+        if left <= 0:
+            self._preempt_borrower(seq)
+            left = _INLINE_SLICE_S
+        self.scheduler.call_later(left, self._inline_watch)
+
+    def _preempt_borrower(self, seq: int) -> None:
+        """Stop a borrower's run the way any other stop is made (exactly-once MMIO) and make
+        ``run_inline`` return; the core's thread carries on."""
+        with self._mmio_lock, self._cv:
+            if not (self._borrowed and self._borrow_seq == seq and self._in_emu):
+                return
+            if self.uc is None:
+                return
+            self._inline_expired = True
+            self.inline_preempts += 1
+            if self._gap_until > time.monotonic():
+                self._stop_wanted = True  # at the borrower's next MMIO access
+            else:
+                self._stop_pending = True
+                self.uc.emu_stop()
 
     def _recheck(self, gen: int) -> None:
         self._stop_for(gen, force=False)
@@ -560,9 +701,15 @@ class Core(ABC):
         return fault
 
     def _loop(self, uc: Uc) -> Fault | None:
+        me = threading.get_ident()
         while True:
             with self._cv:
                 while True:
+                    if self._borrowed:  # another thread runs the core (run_inline)
+                        self._cv.wait()
+                        continue
+                    if self._inline_fault is not None:
+                        return self._inline_fault
                     if self._halt:
                         return None
                     if self._fault_req is not None:
@@ -576,52 +723,62 @@ class Core(ABC):
                     break
                 self._in_emu = True
                 self._entered_gen = self._gen
-            lines = self.io.lines()
-            if lines and self._take_interrupt(lines):
-                self.interrupts_taken += 1
-                self._masked_spin_gen = -1
-            with self._cv:
-                if self._fault_req is not None:  # exception entry itself failed
-                    self._in_emu = False
-                    continue
-            err: Any = None
-            began = self.pc()
-            try:
-                uc.emu_start(self._begin(), self.UNTIL)
-            except UcError as exc:
-                err = exc
-            except Exception as exc:  # an MMIO callback raised: unicorn re-raises it here
-                with self._cv:
-                    self._in_emu = False
-                return self._finish_fault(Fault(CrashType.FATAL_ERROR,
-                                                f"device model error: {exc}", 0))
+                self._runner = me
+            fault = self._step(uc)
+            if fault is not None:
+                return fault
+
+    def _step(self, uc: Uc) -> Fault | None:
+        """One run: enter a pending interrupt, ``emu_start`` until it returns, sort out why.
+        Called with ``_in_emu`` set by the thread that runs the core; a fault ends the core."""
+        lines = self.io.lines()
+        if lines and self._take_interrupt(lines):
+            self.interrupts_taken += 1
+            self._masked_spin_gen = -1
+        with self._cv:
+            if self._fault_req is not None:  # exception entry itself failed
+                self._in_emu = False
+                return None
+        err: Any = None
+        began = self.pc()
+        try:
+            uc.emu_start(self._begin(), self.UNTIL)
+        except UcError as exc:
+            err = exc
+        except Exception as exc:  # an MMIO callback raised: unicorn re-raises it here
             with self._cv:
                 self._in_emu = False
-            ended_by_access = bool(self._run_new)
-            self._settle_mmio(began)
-            if err is not None:
-                return self._fault_from_error(err)
-            trap, self._trap = self._trap, None
-            if trap is not None:
-                f = self._handle_trap(*trap)
-                if f is not None:
-                    return self._finish_fault(f)
-                continue
+            return self._finish_fault(Fault(CrashType.FATAL_ERROR,
+                                            f"device model error: {exc}", 0))
+        with self._cv:
+            self._in_emu = False
+        ended_by_access = bool(self._run_new)
+        self._settle_mmio(began)
+        if err is not None:
+            return self._fault_from_error(err)
+        trap, self._trap = self._trap, None
+        if trap is not None:
+            f = self._handle_trap(*trap)
+            if f is not None:
+                return self._finish_fault(f)
+            return None
+        with self._cv:
+            if self._fault_req is not None or self._halt:
+                return None
+        if ended_by_access:  # stopped by its own MMIO access, not by a wfi before it
+            return None
+        if self._after_wfi():
+            self.wfi_sleeps += 1
             with self._cv:
-                if self._fault_req is not None or self._halt:
-                    continue
-            if ended_by_access:  # stopped by its own MMIO access, not by a wfi before it
-                continue
-            if self._after_wfi():
-                self.wfi_sleeps += 1
-                with self._cv:
-                    lines = self.io.lines()
-                    if lines and self._wakes(lines) and not self._can_enter():
-                        # Woken by a line we cannot take (masked): sleep again only once the
-                        # generation moves, or wfi in a masked loop would spin a host core.
-                        self._masked_spin_gen = self._gen
-                    self._sleeping = True
-                    self._cv.notify_all()  # wait_sleeping()
+                lines = self.io.lines()
+                if lines and self._wakes(lines) and not self._can_enter():
+                    # Woken by a line we cannot take (masked): sleep again only once the
+                    # generation moves, or wfi in a masked loop would spin a host core.
+                    self._masked_spin_gen = self._gen
+                self._sleeping = True
+                if not self._borrowed or self._sleep_waiters:
+                    self._cv.notify_all()  # wait_sleeping(); not the waiting core thread
+        return None
 
     def _can_enter(self) -> bool:
         """Could an exception be entered now (global mask clear, not already active)?"""
