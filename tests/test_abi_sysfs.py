@@ -103,8 +103,11 @@ def test_selftest_loop_over_every_remoteproc(abi: Abi) -> None:
 
 def test_sysfs_files_and_modes(abi: Abi) -> None:
     d = abi.root / "sys/class/remoteproc/remoteproc0"
-    assert sorted(os.listdir(d)) == ["coredump", "firmware", "name", "recovery", "state"]
-    modes = {n: os.stat(d / n).st_mode & 0o777 for n in os.listdir(d)}
+    # the remoteproc attributes, then what the driver core gives every char device
+    assert sorted(os.listdir(d)) == ["coredump", "dev", "device", "firmware", "name", "power",
+                                     "recovery", "state", "subsystem", "uevent"]
+    attrs = ("coredump", "firmware", "name", "recovery", "state")
+    modes = {n: os.stat(d / n).st_mode & 0o777 for n in attrs}
     assert modes == {"coredump": 0o644, "firmware": 0o644, "name": 0o444, "recovery": 0o644,
                      "state": 0o644}
     assert read_text(d / "name") == "m4\n"

@@ -41,12 +41,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from remoteproc.abi.devices import PlatformInfo, SocInfo, default_platform
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
-from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE
+from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE, CoreSpec, load_machine_spec
 
 if TYPE_CHECKING:
     from remoteproc.platforms.sim import SimPlatform
@@ -70,6 +71,14 @@ def sim_image() -> bytes:
     tb.add_trace(0x2000_0100, 0x100, name="trace0")
     return build_image([(0x0, b"\0" * 256), (0x2000_0100, b"hello from sim\n\0")],
                        rsc_table=tb.build(), rsc_da=0x8000, entry=0x101)
+
+
+def machine_platform(core: CoreSpec) -> PlatformInfo:
+    """A core's platform device as the machine description names it (a DT device)."""
+    node = core.node or core.name
+    return PlatformInfo(core.platform_device, core.driver, of_name=node,
+                        of_fullname=f"/soc/{node}@{core.unit_address:x}",
+                        compatible=(core.compatible,))
 
 
 class Daemon:
@@ -114,12 +123,20 @@ class Daemon:
             from remoteproc.platforms.sim import SimPlatform
 
             img = sim_image()
-            for name in self.sims:
+            pdevs: dict[str, PlatformInfo] = {}
+            for i, name in enumerate(self.sims):
                 sim = SimPlatform(name)
                 self._sim_platforms.append(sim)
                 host.add_firmware(f"rproc-{name}-fw", img)
+                pdevs[name] = PlatformInfo(f"sim-rproc.{i}", "sim-rproc")
+                self.tree.model.platform_of = (
+                    lambda r: pdevs.get(r.name) or default_platform(r))
                 sim.make_rproc(name, host=host, auto_boot=False)
         else:
+            spec = load_machine_spec(self.machine_path or DEFAULT_MACHINE)
+            self.tree.model.soc = SocInfo(spec.model, spec.family, spec.soc_id, spec.revision)
+            by_name = {c.name: machine_platform(c) for c in spec.cores}
+            self.tree.model.platform_of = lambda r: by_name.get(r.name) or default_platform(r)
             self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
 

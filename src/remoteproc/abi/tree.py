@@ -2,11 +2,17 @@
 
 Owns ``AbiTree``: the root ``Dir`` with
 
-- ``sys/class/remoteproc/remoteprocN/`` (sysfs.py), ``sys/class/devcoredump/devcdN/``,
+- ``sys/devices/...`` (the device model, devices.py: ``platform/soc/<unit>.<node>/remoteproc/
+  remoteprocN/rproc-virtio.K.auto/virtioM/<rpmsg devices>/...`` and ``soc0``), with
+  ``sys/class/{remoteproc,rpmsg,tty}/`` and ``sys/bus/{platform,virtio,rpmsg,soc}/`` linking
+  into it; a processor's attributes are sysfs.py's, ``sys/class/devcoredump/devcdN/``,
 - ``sys/kernel/debug/remoteproc/remoteprocN/`` (debugfs.py),
 - ``dev/remoteprocN`` (cdev.py), ``dev/rpmsg_ctrlN``, ``dev/rpmsgN`` (rpmsg_char.py),
   ``dev/ttyRPMSGn`` (tty.py),
-- ``sys/bus/rpmsg/devices/``, ``sys/class/rpmsg/``,
+- ``rprocd/devfs/``: what ``rproc run`` mounts at /dev: the ``dev`` entries plus, for every
+  name in the host's /dev that they do not use, a link ``NAME -> .host/NAME``; ``rproc run``
+  binds the host's /dev on the empty ``.host`` directory. ``rprocd/mnt/`` is an empty
+  directory ``rproc run`` mounts on (in its own namespace) while it builds the namespace,
 - ``lib/firmware`` (a link to the host's first firmware folder, so ``cp`` lands in the search
   path),
 - ``rprocd/events``: not a kernel file; each open file receives the host's events (state
@@ -36,6 +42,7 @@ from typing import Any
 
 from remoteproc.abi.cdev import rproc_cdev
 from remoteproc.abi.debugfs import rproc_debug_dir
+from remoteproc.abi.devices import DeviceModel, PlatformInfo, SocInfo, host_passthrough, list_dir
 from remoteproc.abi.node import (
     POLLIN,
     POLLRDNORM,
@@ -137,9 +144,12 @@ class EventsHandle(Handle):
 
 
 class AbiTree:
-    """The mountable tree for ``host``. ``rpmsg=False`` leaves the rpmsg/tty devices out."""
+    """The mountable tree for ``host``. ``rpmsg=False`` leaves the rpmsg/tty devices out;
+    ``soc`` and ``platform_of`` describe the SoC and each processor's platform device (the
+    machine description's; defaults otherwise)."""
 
-    def __init__(self, host: Host, *, rpmsg: bool = True) -> None:
+    def __init__(self, host: Host, *, rpmsg: bool = True, soc: SocInfo | None = None,
+                 platform_of: Callable[[Rproc], PlatformInfo] | None = None) -> None:
         self.host = host
         self._lock = threading.Lock()
         self._per: dict[int, _PerRproc] = {}
@@ -150,6 +160,9 @@ class AbiTree:
             self.rpmsg = RpmsgAbi(self._owns_bus)
             self.tty = TtyAbi(self._owns_bus)
         self._sub = host.subscribe(self._on_event)
+        self.model = DeviceModel(
+            lambda: [(p.rproc, p.sysfs.entries()) for p in self._rprocs().values()],
+            rpmsg=self.rpmsg, tty=self.tty, soc=soc, platform_of=platform_of)
         self.root = self._build()
         self._closed = False
 
@@ -206,8 +219,7 @@ class AbiTree:
     # -- the tree
 
     def _build(self) -> Dir:
-        def class_remoteproc() -> dict[str, Node]:
-            return {name: per.sysfs for name, per in self._rprocs().items()}
+        model = self.model
 
         def debug_remoteproc() -> dict[str, Node]:
             return {name: per.debugfs for name, per in self._rprocs().items()}
@@ -220,21 +232,28 @@ class AbiTree:
                 out.update(self.tty.dev_entries())
             return out
 
+        def devfs() -> dict[str, Node]:
+            own = dev()
+            return {**own, **host_passthrough(list_dir("/dev"), own, ".host"),
+                    ".host": Dir({})}
+
         def device_of(name: str) -> str | None:
             r = self.host.by_name(name)
             return r.dev_name if r is not None else None
 
         sys_class: dict[str, Node] = {
-            "remoteproc": Dir(class_remoteproc),
+            "remoteproc": model.class_dir("remoteproc"),
             "devcoredump": devcoredump_dir(lambda: self.host.coredump_store, device_of),
         }
-        sys_bus: dict[str, Node] = {}
+        sys_bus: dict[str, Node] = {b: model.bus_dir(b) for b in ("platform", "soc", "virtio")}
         if self.rpmsg is not None:
-            sys_class["rpmsg"] = self.rpmsg.class_dir()
-            sys_bus["rpmsg"] = Dir({"devices": self.rpmsg.bus_devices_dir()})
+            sys_class["rpmsg"] = model.class_dir("rpmsg")
+            sys_class["tty"] = model.class_dir("tty")
+            sys_bus["rpmsg"] = model.bus_dir("rpmsg")
         sys_dir = Dir({
-            "class": Dir(sys_class),
             "bus": Dir(sys_bus),
+            "class": Dir(sys_class),
+            "devices": model.devices_dir(),
             "kernel": Dir({"debug": Dir({"remoteproc": Dir(debug_remoteproc)})}),
         })
 
@@ -246,7 +265,8 @@ class AbiTree:
             "sys": sys_dir,
             "dev": Dir(dev),
             "lib": Dir(lib),
-            "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0)}),
+            "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0),
+                           "devfs": Dir(devfs), "mnt": Dir({})}),
         })
 
     # -- lifetime

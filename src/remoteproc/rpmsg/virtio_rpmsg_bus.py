@@ -486,7 +486,7 @@ class RpmsgBus:
             ch = Channel(self, name, src, dst, announce=announce, driver_override=driver_override)
             self._channels.append(ch)
         registry.channel_added(ch)
-        drv = registry.driver_for(ch)
+        drv = registry.driver_for(ch) if registry.drivers_autoprobe else None
         if drv is not None:
             self._bind(ch, drv)
         return ch
@@ -513,10 +513,29 @@ class RpmsgBus:
             if ch.driver is driver:
                 self._unbind(ch)
 
+    def bind(self, ch: Channel, drv: RpmsgDriver) -> None:
+        """Bind on request (sysfs ``bind``): EBUSY when bound, the probe's error when it
+        fails (``device_driver_attach``)."""
+        with self._lock:
+            if self._removing or ch not in self._channels:
+                raise RprocError(errno.ENODEV, f"{ch.device_name}: no such device")
+        if ch.driver is not None:
+            raise RprocError(errno.EBUSY, f"{ch.device_name} is bound to {ch.driver.name}")
+        err = self._probe_driver(ch, drv)
+        if err is not None:
+            raise err
+
+    def unbind(self, ch: Channel) -> None:
+        """Unbind on request (sysfs ``unbind``): the driver's remove (``device_release_driver``)."""
+        self._unbind(ch)
+
     def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
-        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement."""
         if ch.driver is not None:
             return False
+        return self._probe_driver(ch, drv) is None
+
+    def _probe_driver(self, ch: Channel, drv: RpmsgDriver) -> RprocError | None:
+        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement."""
         ept = None
         if drv.callback is not None:
             try:
@@ -525,7 +544,7 @@ class RpmsgBus:
                 log.error(
                     "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
                 )
-                return False
+                return err
             ch.src = ept.addr
             ept.dst = ch.dst
             ch.ept = ept
@@ -538,10 +557,12 @@ class RpmsgBus:
             ch.ept = None
             if ept is not None:
                 self.destroy_ept(ept)
-            return False
+            if isinstance(err, RprocError):
+                return err
+            return RprocError(errno.EINVAL, f"probe of {ch.device_name} failed: {err}")
         if ch.announce:
             self._announce(ch, RPMSG_NS_CREATE)
-        return True
+        return None
 
     def _unbind(self, ch: Channel) -> None:
         """``rpmsg_dev_remove``: the announcement, the driver's remove, the endpoint."""
