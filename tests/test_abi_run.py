@@ -1,0 +1,199 @@
+"""End to end: board programs, unchanged, through ``rproc run`` against ``rprocd`` on the bundled
+virtual SoC (emulated cores running the example firmware). Shell scripts and C programs compiled
+here use the kernel's paths only: /sys/class, /sys/bus, /sys/devices, /dev/rpmsgN."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_abi_support import wait_until
+from test_rprocd import Rprocd
+
+BOARD = Path(__file__).resolve().parent / "board"
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p)}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="rproc run tests mount as root")
+
+
+def rproc_run(root: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "remoteproc.cli", "run", "--root", str(root),
+                           "--", *argv], capture_output=True, text=True, timeout=timeout,
+                          env=ENV)
+
+
+def start_vsoc(tmp: Path) -> Rprocd:
+    d = Rprocd(tmp / "root", "--firmware-dir", str(tmp / "fw"))
+    # the auto-booted m4 has announced its channels once its rpmsg char device exists
+    if not wait_until(lambda: "rpmsg0" in os.listdir(d.root / "dev"), 30):
+        d.kill()
+        raise AssertionError("no rpmsg0")
+    return d
+
+
+@pytest.fixture(scope="module")
+def vsoc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rprocd]:
+    d = start_vsoc(tmp_path_factory.mktemp("vsoc"))
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+@pytest.fixture(scope="module")
+def bind_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the board programs (tools/test.sh installs it)")
+    out = tmp_path_factory.mktemp("board") / "rpmsg_bind_echo"
+    subprocess.run(["gcc", "-Wall", "-Werror", "-O1", "-o", str(out),
+                    str(BOARD / "rpmsg_bind_echo.c")], check=True)
+    return out
+
+
+def test_list_follow_links_stop_start_every_processor(tmp_path: Path) -> None:
+    """The lifecycle script: ``find ... -maxdepth 1`` lists processors (links, not their files),
+    each link leads into /sys/devices; every processor, the preloaded one included, stops and
+    starts, and keeps its virtio number (the kernel's lowest-free ida)."""
+    d = start_vsoc(tmp_path)
+    try:
+        r = rproc_run(d.root, str(BOARD / "lifecycle.sh"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[:3] == [
+            "remoteproc0 m4 running 10000000.m4 vsoc-rproc virtio1",
+            "remoteproc1 rv offline 10100000.rv vsoc-rproc -",
+            "remoteproc2 m4-early attached 10200000.m4-early vsoc-rproc virtio0",
+        ]
+        assert lines[3:] == [
+            "remoteproc0 running virtio1 -> virtio1",
+            "remoteproc1 offline - -> -",
+            "remoteproc2 running virtio0 -> virtio0",  # restarted: virtio0 again
+        ]
+    finally:
+        d.kill()
+
+
+def test_bind_channel_open_dev_rpmsg_poll_echo(vsoc: Rprocd, bind_echo: Path) -> None:
+    r = rproc_run(vsoc.root, str(bind_echo), "rpmsg-openamp-demo-channel")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("channel virtio") and \
+        out[0].endswith(".rpmsg-openamp-demo-channel.-1.1026")
+    assert out[1:5] == [
+        "driver_override rpmsg_chrdev",
+        "bind to rpmsg_ctrl: No such device",  # the override names another driver
+        "bind again: Device or resource busy",
+        "bind unknown: No such device",
+    ]
+    assert out[5].startswith("device rpmsg") and " dev 237:" in out[5]
+    assert out[6:] == [
+        "empty read: Resource temporarily unavailable",
+        "poll echo: ok",
+        "epoll echo: epoll",
+        "select echo: select",
+        "unbind from another driver: No such device",
+        f"after unbind /dev/{out[5].split()[1]}: No such file or directory",
+        "driver_override (null)",
+    ]
+
+
+SOC_SCRIPT = r"""
+set -eu
+for f in machine family soc_id revision; do echo "$f=$(cat /sys/devices/soc0/$f)"; done
+echo "soc0 link $(readlink /sys/bus/soc/devices/soc0)"
+echo "soc0 subsystem $(readlink /sys/devices/soc0/subsystem)"
+p=/sys/bus/platform/devices/10000000.m4
+echo "platform link $(readlink $p)"
+echo "driver $(readlink $p/driver)"
+echo "modalias $(cat $p/modalias)"
+cat $p/uevent
+ls /sys/bus/platform/drivers/vsoc-rproc
+echo "remoteproc $(ls $p/remoteproc)"
+cat /sys/class/remoteproc/remoteproc0/uevent
+echo "dev $(cat /sys/class/remoteproc/remoteproc0/dev)"
+echo "device $(readlink /sys/class/remoteproc/remoteproc0/device)"
+v=$(readlink -f /sys/bus/virtio/devices/virtio1)
+echo "virtio $(cat $v/device) $(cat $v/vendor) $(cat $v/modalias) $(cat $v/status)"
+echo "features $(cut -c1-8 $v/features) $(tr -d '\n' < $v/features | wc -c)"
+echo "virtio parent $(basename $(dirname $v))"
+c=/sys/bus/rpmsg/devices/virtio1.rpmsg-raw.-1.1024
+echo "rpmsg $(cat $c/name) $(cat $c/src) $(cat $c/dst) $(cat $c/announce) $(cat $c/modalias)"
+echo "rpmsg driver $(basename $(readlink $c/driver))"
+cat $c/uevent
+cat $c/rpmsg/rpmsg*/uevent
+echo "tty $(ls /sys/class/tty/ | grep RPMSG | tr '\n' ' ')"
+[ -e /dev/null ] && [ -c /dev/null ] && echo "dev/null is a char device"
+echo "debugfs $(ls /sys/kernel/debug/remoteproc | tr '\n' ' ')"
+echo "host sysfs $(cat /sys/devices/system/cpu/online >/dev/null && echo kept)"
+"""
+
+
+def test_soc0_platform_virtio_and_rpmsg_device_files(vsoc: Rprocd) -> None:
+    r = rproc_run(vsoc.root, "sh", "-c", SOC_SCRIPT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.splitlines()
+    pdev = "../../../devices/platform/soc/10000000.m4"
+    expect = [
+        "machine=remoteproc virtual SoC", "family=vsoc", "soc_id=vsoc", "revision=1.0",
+        "soc0 link ../../../devices/soc0",
+        "soc0 subsystem ../../bus/soc",
+        f"platform link {pdev}",
+        "driver ../../../../bus/platform/drivers/vsoc-rproc",
+        "modalias of:Nm4T(null)Cvsoc,cortex-m4",
+        "DRIVER=vsoc-rproc", "OF_NAME=m4", "OF_FULLNAME=/soc/m4@10000000",
+        "OF_COMPATIBLE_0=vsoc,cortex-m4", "OF_COMPATIBLE_N=1",
+        "MODALIAS=of:Nm4T(null)Cvsoc,cortex-m4",
+        "10000000.m4", "10100000.rv", "10200000.m4-early", "uevent",
+        "remoteproc remoteproc0",
+        "MAJOR=239", "MINOR=0", "DEVNAME=remoteproc0", "DEVTYPE=remoteproc",
+        "dev 239:0",
+        "device ../../../10000000.m4",
+        # a legacy device: ACKNOWLEDGE, DRIVER, DRIVER_OK (no FEATURES_OK)
+        "virtio 0x0007 0x0000 virtio:d00000007v00000000 0x00000007",
+        "features 10000000 64",  # VIRTIO_RPMSG_F_NS, the only bit negotiated
+        "virtio parent rproc-virtio.0.auto",
+        "rpmsg rpmsg-raw 0x400 0x400 false rpmsg:rpmsg-raw",
+        "rpmsg driver rpmsg_chrdev",
+        "DRIVER=rpmsg_chrdev", "MODALIAS=rpmsg:rpmsg-raw",
+    ]
+    assert out[:len(expect)] == expect
+    rest = out[len(expect):]
+    assert rest[0] == "MAJOR=237" and rest[1].startswith("MINOR=")
+    assert rest[2] == f"DEVNAME=rpmsg{rest[1].removeprefix('MINOR=')}"
+    assert rest[3].startswith("tty ttyRPMSG")
+    assert rest[4:] == ["dev/null is a char device", "debugfs remoteproc0 remoteproc1 "
+                        "remoteproc2 ", "host sysfs kept"]
+
+
+def test_run_status_and_errors(vsoc: Rprocd, tmp_path: Path) -> None:
+    assert rproc_run(vsoc.root, "sh", "-c", "exit 7").returncode == 7
+    r = rproc_run(vsoc.root, "no-such-program-here")
+    assert r.returncode == 127 and "no-such-program-here: command not found" in r.stderr
+    r = rproc_run(tmp_path, "true")
+    assert r.returncode == 1
+    assert f"{tmp_path}: not an rprocd mount" in r.stderr and "Traceback" not in r.stderr
+    # on a board (--root /) the program runs as it is
+    assert rproc_run(Path("/"), "sh", "-c", "test -d /sys/class && exit 4").returncode == 4
+    # nothing leaked into this namespace
+    mounts = Path("/proc/self/mounts").read_text()
+    assert " /sys/class/remoteproc " not in mounts and " /dev fuse" not in mounts
+
+
+def test_rprocd_run_starts_runs_stops(tmp_path: Path) -> None:
+    mnt = tmp_path / "m"
+    r = subprocess.run([sys.executable, "-m", "remoteproc.daemon", "--mount", str(mnt), "--sim",
+                        "dsp", "--run", "--", "sh", "-c",
+                        "cat /sys/class/remoteproc/remoteproc0/name; "
+                        "readlink /sys/class/remoteproc/remoteproc0; exit 3"],
+                       capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.splitlines() == [
+        "dsp", "../../devices/platform/sim-rproc.0/remoteproc/remoteproc0"]
+    assert not os.path.ismount(mnt)
