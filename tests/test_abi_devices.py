@@ -35,8 +35,17 @@ def rpmsg(d: Rprocd) -> Path:
     return d.root / "sys/bus/rpmsg"
 
 
-def channel(d: Rprocd, name: str, virtio: str = "virtio1") -> str:
-    """The device name of channel ``name`` of the m4 (the auto-booted core, virtio1)."""
+def m4_virtio(d: Rprocd) -> str:
+    """The m4's (remoteproc0's) virtio device: virtio0 or virtio1, as the boots raced."""
+    rp = d.root / "sys/class/remoteproc/remoteproc0"
+    (vp,) = [n for n in os.listdir(rp) if n.startswith("rproc-virtio.")]
+    (v,) = [n for n in os.listdir(rp / vp) if n.startswith("virtio")]
+    return v
+
+
+def channel(d: Rprocd, name: str, virtio: str | None = None) -> str:
+    """The device name of channel ``name`` of the m4 (the auto-booted core)."""
+    virtio = virtio or m4_virtio(d)
     for dev in os.listdir(rpmsg(d) / "devices"):
         if dev.startswith(f"{virtio}.{name}."):
             return dev
@@ -145,7 +154,7 @@ def test_drivers_probe_and_autoprobe(vsoc: Rprocd) -> None:
     # autoprobe off: after a restart the bus's own devices stay unbound (rpmsg_ns too, so no
     # announcement is heard: the kernel's behaviour), until drivers_probe binds one
     state = vsoc.root / "sys/class/remoteproc/remoteproc0/state"
-    ctrl = "virtio1.rpmsg_ctrl.0.0"
+    ctrl = f"{m4_virtio(vsoc)}.rpmsg_ctrl.0.0"
     assert read_text(bus / "drivers_autoprobe") == "1\n"
     try:
         assert write_errno(bus / "drivers_autoprobe", b"0\n") == 0
@@ -154,7 +163,7 @@ def test_drivers_probe_and_autoprobe(vsoc: Rprocd) -> None:
         assert write_errno(state, b"start") == 0
         assert wait_until(lambda: ctrl in os.listdir(bus / "devices"), 30)
         assert driver_of(vsoc, ctrl) is None
-        assert driver_of(vsoc, "virtio1.rpmsg_ns.53.53") is None
+        assert driver_of(vsoc, f"{m4_virtio(vsoc)}.rpmsg_ns.53.53") is None
         assert not (bus / "devices" / ctrl / "rpmsg").exists()
         assert write_errno(bus / "drivers_probe", ctrl.encode()) == 0
         assert driver_of(vsoc, ctrl) == "rpmsg_ctrl"
@@ -164,7 +173,7 @@ def test_drivers_probe_and_autoprobe(vsoc: Rprocd) -> None:
         write_errno(bus / "drivers_autoprobe", b"1")
         write_errno(state, b"stop")
         write_errno(state, b"start")
-    assert wait_until(lambda: any(n.startswith("virtio1.rpmsg-raw.")
+    assert wait_until(lambda: any(n.startswith(f"{m4_virtio(vsoc)}.rpmsg-raw.")
                                   for n in os.listdir(bus / "devices")), 30)
     assert driver_of(vsoc, channel(vsoc, "rpmsg-raw")) == "rpmsg_chrdev"
     assert read_text(bus / "drivers_autoprobe") == "1\n"
@@ -198,7 +207,7 @@ def test_read_only_files_refuse_writers(vsoc: Rprocd) -> None:
     raw = rpmsg(vsoc) / "devices" / channel(vsoc, "rpmsg-raw")
     for f in (raw / "name", raw / "src", raw / "modalias", vsoc.root / "sys/devices/soc0/family",
               vsoc.root / "sys/class/remoteproc/remoteproc0/dev",
-              vsoc.root / "sys/bus/virtio/devices/virtio1/status"):
+              vsoc.root / f"sys/bus/virtio/devices/{m4_virtio(vsoc)}/status"):
         assert write_errno(f, b"x") == errno.EACCES, f
 
 
