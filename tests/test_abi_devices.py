@@ -247,3 +247,27 @@ driver = "k3-dsp-rproc"
     with pytest.raises(RprocError) as ei:
         parse_machine(text.replace('family = "AM62X"', 'family = "a\\nb"'), "ti.toml")
     assert "machine.family" in str(ei.value)
+
+
+def test_char_devices_for_a_cuse_back_end() -> None:
+    """What a CUSE back end would register: every /dev entry with the numbers sysfs shows."""
+    from remoteproc.abi.node import File
+    from remoteproc.abi.tree import AbiTree
+    from remoteproc.core.host import Host
+    from remoteproc.daemon import sim_image
+    from remoteproc.platforms.sim import SimPlatform
+
+    host = Host([], panic_hook=False)
+    sim = SimPlatform("m4")
+    try:
+        host.add_firmware("rproc-m4-fw", sim_image())
+        sim.make_rproc("m4", host=host, auto_boot=False)
+        with AbiTree(host, rpmsg=False) as tree:
+            devs = tree.char_devices()
+            assert [(d.name, d.devt) for d in devs] == [("remoteproc0", (239, 0))]
+            assert isinstance(devs[0].node, File)
+            uevent = tree.root.entries()["sys"]
+            assert uevent is not None
+    finally:
+        host.close()
+        sim.close()

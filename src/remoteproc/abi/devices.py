@@ -60,6 +60,7 @@ __all__ = [
     "RPMSG_CHAR_MAJOR",
     "RPMSG_CTRL_MAJOR",
     "RPROC_MAJOR",
+    "CharDevice",
     "Dev",
     "DeviceModel",
     "PlatformInfo",
@@ -81,6 +82,15 @@ RPMSG_CHAR_MAJOR = 237
 
 # kobject_action_type(): the actions a write to ``uevent`` may name.
 _KOBJ_ACTIONS = ("add", "remove", "change", "move", "online", "offline", "bind", "unbind")
+
+
+@dataclass(frozen=True)
+class CharDevice:
+    """A character device: ``/dev/<name>``, its ``dev`` numbers, and the node that serves it."""
+
+    name: str
+    devt: tuple[int, int]
+    node: Node
 
 
 @dataclass(frozen=True)

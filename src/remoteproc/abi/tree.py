@@ -42,7 +42,14 @@ from typing import Any
 
 from remoteproc.abi.cdev import rproc_cdev
 from remoteproc.abi.debugfs import rproc_debug_dir
-from remoteproc.abi.devices import DeviceModel, PlatformInfo, SocInfo, host_passthrough, list_dir
+from remoteproc.abi.devices import (
+    CharDevice,
+    DeviceModel,
+    PlatformInfo,
+    SocInfo,
+    host_passthrough,
+    list_dir,
+)
 from remoteproc.abi.node import (
     POLLIN,
     POLLRDNORM,
@@ -268,6 +275,23 @@ class AbiTree:
             "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0),
                            "devfs": Dir(devfs), "mnt": Dir({})}),
         })
+
+    # -- character devices (what a CUSE back end would register)
+
+    def char_devices(self) -> list[CharDevice]:
+        """Every character device now: its name, the ``dev`` numbers sysfs shows and the node
+        serving it. ``fs.py`` serves these as files under ``dev/``; a CUSE back end (where the
+        kernel has CUSE) would register one device per entry with these numbers and serve the
+        same ``Handle`` objects (open/read/write/ioctl/poll/release map one to one)."""
+        nodes = self.root.entries()["dev"]
+        assert isinstance(nodes, Dir)
+        files = nodes.entries()
+        out = []
+        for d in self.model.snapshot().devs:
+            node = files.get(d.name)
+            if d.devt is not None and node is not None:
+                out.append(CharDevice(d.name, d.devt, node))
+        return out
 
     # -- lifetime
 
