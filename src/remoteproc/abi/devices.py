@@ -23,9 +23,12 @@ A class device whose parent has no class sits in a "glue" directory named after 
 device directory. Every device has ``uevent`` and ``power/``; char devices have ``dev``.
 
 Rules:
-- The model is computed for each lookup of a top-level directory (``snapshot``) from the live
+- The model is taken for each lookup of a top-level directory (``snapshot``) from the live
   objects, and every directory below is served from that one snapshot, so a walk sees one
-  consistent tree while processors, channels and devices come and go.
+  consistent tree while processors, channels and devices come and go. A snapshot is rebuilt
+  only when the objects it comes from changed (``_fingerprint``: the live objects themselves,
+  compared by identity); attribute files are made when a directory is listed, and a lookup of
+  a subdirectory makes none (a FUSE lookup walks the path from the root each time).
 - Writable files follow the kernel's stores: ``driver_override`` (``driver_set_override``:
   EINVAL for 4095 bytes or more, empty or "\\n" clears), ``bind``/``unbind``/``drivers_probe``
   (``drivers/base/bus.c``: ENODEV for an unknown or non-matching device, EBUSY for a bound
@@ -43,6 +46,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from remoteproc.abi.kstr import cstring, sysfs_streq
@@ -152,6 +156,11 @@ def _ro(text: str | Callable[[], str]) -> Attribute:
     return Attribute(0o444, lambda: data, None, strict_open=True)
 
 
+def _eptdev_attrs(name: str, src: int, dst: int) -> dict[str, Node]:
+    return {"name": _ro(f"{name}\n"), "src": _ro(f"{addr_str(src)}\n"),
+            "dst": _ro(f"{addr_str(dst)}\n")}
+
+
 def _wo(store: Callable[[bytes, Request], int]) -> Attribute:
     return Attribute(0o200, None, store, strict_open=True)
 
@@ -192,7 +201,7 @@ class Dev:
     parent: Dev | None
     cls: str | None = None
     bus: str | None = None
-    attrs: Mapping[str, Node] = field(default_factory=dict)
+    attrs: Callable[[], Mapping[str, Node]] | Mapping[str, Node] = field(default_factory=dict)
     devt: tuple[int, int] | None = None
     devtype: str | None = None
     driver: str | None = None
@@ -223,6 +232,20 @@ class Dev:
         return "".join(f"{line}\n" for line in lines)
 
 
+class _SnapDir(Dir):
+    """A directory of the snapshot; a lookup of a subdirectory builds no files."""
+
+    def __init__(self, snap: Snapshot, path: tuple[str, ...]) -> None:
+        super().__init__(lambda: snap.entries(path))
+        self._snap = snap
+        self._path = path
+
+    def get(self, name: str) -> Node | None:
+        if name in self._snap.dirs.get(self._path, ()):
+            return self._snap.node((*self._path, name))
+        return super().get(name)
+
+
 class Snapshot:
     """The devices at one instant, indexed by path, class, bus and driver."""
 
@@ -250,7 +273,7 @@ class Snapshot:
 
     # -- directories
     def node(self, path: tuple[str, ...]) -> Dir:
-        return Dir(lambda: self.entries(path))
+        return _SnapDir(self, path)
 
     def entries(self, path: tuple[str, ...]) -> dict[str, Node]:
         out: dict[str, Node] = {}
@@ -264,6 +287,17 @@ class Snapshot:
     def links(self, link_dir: tuple[str, ...], devs: Mapping[str, Dev]) -> dict[str, Node]:
         return {name: Symlink(kernfs_link(link_dir, ("sys", *d.path)))
                 for name, d in sorted(devs.items())}
+
+
+class _TopDir(Dir):
+    """``sys/devices``: each lookup takes the current snapshot."""
+
+    def __init__(self, model: DeviceModel) -> None:
+        super().__init__(lambda: model.snapshot().entries(("devices",)))
+        self._model = model
+
+    def get(self, name: str) -> Node | None:
+        return self._model.snapshot().node(("devices",)).get(name)
 
 
 class DeviceModel:
@@ -281,11 +315,49 @@ class DeviceModel:
         self._lock = threading.Lock()
         self._pdev_override: dict[str, str | None] = {}
         self._power_on: set[tuple[str, ...]] = set()
+        self._cached: tuple[tuple[object, ...], Snapshot] | None = None
 
     # -- the snapshot
+    def _fingerprint(self) -> tuple[object, ...]:
+        """Everything the device list depends on, as the live objects themselves (compared by
+        identity, and kept alive by the cache, so no id is reused while it is cached)."""
+        fp: list[object] = [self.platform_of, self.soc]
+        for rproc, class_attrs in self._rprocs():
+            fp += [rproc, rproc.index, class_attrs]
+            for rvdev in list(getattr(rproc, "rvdevs", ())):
+                v = rvdev.virtio
+                fp += [rvdev, rvdev.pdev_id, v, getattr(v, "index", None),
+                       getattr(v, "driver", None)]
+        if self.rpmsg is not None:
+            for bus in self.rpmsg.buses():
+                fp.append(bus)
+                for ch in bus.channels():
+                    fp += [ch, ch.driver]
+            ctrls, epts = self.rpmsg.devices()
+            for c in ctrls:
+                fp += [c, c.channel]
+            for e in epts:
+                fp += [e, e.parent, e.channel]
+        if self.tty is not None:
+            fp += self.tty.port_list()
+        return tuple(fp)
+
     def snapshot(self) -> Snapshot:
+        """The devices now: rebuilt only when the objects they come from changed."""
+        fp = self._fingerprint()
+        with self._lock:
+            cached = self._cached
+        if cached is not None and len(cached[0]) == len(fp) and \
+                all(a is b or a == b for a, b in zip(cached[0], fp, strict=True)):
+            return cached[1]
+        snap = self._build()
+        with self._lock:
+            self._cached = (fp, snap)
+        return snap
+
+    def _build(self) -> Snapshot:
         devs: list[Dev] = []
-        soc0 = Dev("soc0", None, bus="soc", attrs=self._soc_attrs())
+        soc0 = Dev("soc0", None, bus="soc", attrs=self._soc_attrs)
         devs.append(soc0)
         platform = Dev("platform", None)
         devs.append(platform)
@@ -295,7 +367,7 @@ class DeviceModel:
             nonlocal socbus
             if socbus is None:
                 socbus = Dev("soc", platform, bus="platform",
-                             attrs=self._pdev_attrs("soc", "of:NsocT(null)Csimple-bus"),
+                             attrs=lambda: self._pdev_attrs("soc", "of:NsocT(null)Csimple-bus"),
                              uevent_extra=("OF_NAME=soc", "OF_FULLNAME=/soc",
                                            "OF_COMPATIBLE_0=simple-bus", "OF_COMPATIBLE_N=1",
                                            "MODALIAS=of:NsocT(null)Csimple-bus"))
@@ -315,7 +387,8 @@ class DeviceModel:
                 parent = platform
                 extra = (f"MODALIAS={info.modalias}",)
             pdev = Dev(info.device, parent, bus="platform", driver=info.driver,
-                       attrs=self._pdev_attrs(info.device, info.modalias), uevent_extra=extra)
+                       attrs=partial(self._pdev_attrs, info.device, info.modalias),
+                       uevent_extra=extra)
             rdev = Dev(rproc.dev_name, pdev, cls="remoteproc", devtype="remoteproc",
                        devt=(RPROC_MAJOR, max(rproc.index, 0)), attrs=class_attrs)
             devs += [pdev, rdev]
@@ -323,7 +396,8 @@ class DeviceModel:
                 if rvdev.pdev_id < 0:
                     continue
                 vp = Dev(rvdev.pdev_name, rdev, bus="platform", driver="rproc-virtio",
-                         attrs=self._pdev_attrs(rvdev.pdev_name, "platform:rproc-virtio"),
+                         attrs=partial(self._pdev_attrs, rvdev.pdev_name,
+                                       "platform:rproc-virtio"),
                          uevent_extra=("MODALIAS=platform:rproc-virtio",))
                 devs.append(vp)
                 virtio = rvdev.virtio
@@ -344,7 +418,7 @@ class DeviceModel:
                 for ch in bus.channels():
                     cd = Dev(ch.device_name, vd, bus="rpmsg",
                              driver=ch.driver.name if ch.driver is not None else None,
-                             attrs=self._channel_attrs(ch),
+                             attrs=partial(self._channel_attrs, ch),
                              uevent_extra=(f"MODALIAS={ch.modalias}",))
                     chan_dev[id(ch)] = cd
                     devs.append(cd)
@@ -366,10 +440,8 @@ class DeviceModel:
                 if parent_dev is None:
                     continue
                 devs.append(Dev(e.dev_name, parent_dev, cls="rpmsg",
-                                devt=(RPMSG_CHAR_MAJOR, e.minor), attrs={
-                                    "name": _ro(f"{e.name}\n"),
-                                    "src": _ro(f"{addr_str(e.src)}\n"),
-                                    "dst": _ro(f"{addr_str(e.dst)}\n")}))
+                                devt=(RPMSG_CHAR_MAJOR, e.minor),
+                                attrs=partial(_eptdev_attrs, e.name, e.src, e.dst)))
         if self.tty is not None:
             for port in self.tty.port_list():
                 parent_dev = chan_dev.get(id(port.channel))
@@ -394,13 +466,14 @@ class DeviceModel:
             return "".join("1" if bits >> i & 1 else "0" for i in range(64)) + "\n"
 
         alias = f"virtio:d{vid:08X}v{0:08X}"
-        return Dev(name, parent, bus="virtio", driver=getattr(drv, "name", None), attrs={
-            "device": _ro(f"0x{vid:04x}\n"),
-            "vendor": _ro("0x0000\n"),
-            "status": _ro(status),
-            "features": _ro(features),
-            "modalias": _ro(f"{alias}\n"),
-        }, uevent_extra=(f"MODALIAS={alias}",))
+        return Dev(name, parent, bus="virtio", driver=getattr(drv, "name", None),
+                   attrs=lambda: {
+                       "device": _ro(f"0x{vid:04x}\n"),
+                       "vendor": _ro("0x0000\n"),
+                       "status": _ro(status),
+                       "features": _ro(features),
+                       "modalias": _ro(f"{alias}\n"),
+                   }, uevent_extra=(f"MODALIAS={alias}",))
 
     # -- attributes
     def _soc_attrs(self) -> dict[str, Node]:
@@ -450,7 +523,7 @@ class DeviceModel:
 
     def device_files(self, dev: Dev, where: tuple[str, ...]) -> dict[str, Node]:
         """The files the driver core gives every device, plus the device's attributes."""
-        out: dict[str, Node] = dict(dev.attrs)
+        out: dict[str, Node] = dict(dev.attrs() if callable(dev.attrs) else dev.attrs)
         if dev.devt is not None:
             out["dev"] = _ro(f"{dev.devt[0]}:{dev.devt[1]}\n")
         text = dev.uevent()
@@ -494,7 +567,7 @@ class DeviceModel:
 
     # -- top-level directories
     def devices_dir(self) -> Dir:
-        return Dir(lambda: self.snapshot().entries(("devices",)))
+        return _TopDir(self)
 
     def class_dir(self, cls: str) -> Dir:
         where = ("sys", "class", cls)
