@@ -206,3 +206,54 @@ def test_rprocd_run_starts_runs_stops(tmp_path: Path) -> None:
     assert r.stdout.splitlines() == [
         "dsp", "../../devices/platform/sim-rproc.0/remoteproc/remoteproc0"]
     assert not os.path.ismount(mnt)
+
+
+USERNS_PROGRAM = r"""
+import sys
+from remoteproc.client.run import run
+from remoteproc.errors import RprocError
+try:
+    sys.exit(run(sys.argv[1], ["sh", "-c", sys.argv[2]]))
+except RprocError as exc:
+    print(f"rproc run: {exc.message}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def test_run_without_root_through_a_user_namespace(tmp_path: Path) -> None:
+    """As an unprivileged user, ``rproc run`` builds the namespace in a user namespace (the
+    rprocd tree here is a plain folder with rprocd's layout: a root rprocd's FUSE mount is
+    the root user's alone), or says clearly that the kernel refuses."""
+    setpriv, python = shutil.which("setpriv"), "/usr/bin/python3"
+    if setpriv is None or not os.access(python, os.X_OK):
+        pytest.skip("needs setpriv and /usr/bin/python3 to run as another user")
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="rproc-userns-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o755)
+        link = top / "sys/class/remoteproc/remoteproc0"
+        dev = top / "sys/devices/platform/soc/10000000.m4/remoteproc/remoteproc0"
+        dev.mkdir(parents=True)
+        (dev / "name").write_text("m4\n")
+        link.parent.mkdir(parents=True)
+        link.symlink_to("../../devices/platform/soc/10000000.m4/remoteproc/remoteproc0")
+        (top / "rprocd/devfs/.host").mkdir(parents=True)
+        (top / "rprocd/mnt").mkdir()
+        (top / "rprocd/devfs/rpmsg0").write_text("")
+        (top / "rprocd/devfs/null").symlink_to(".host/null")
+        for p in [top, *top.rglob("*")]:
+            os.lchown(p, 65534, 65534)
+        script = ("id -u; cat /sys/class/remoteproc/remoteproc0/name; test -e /dev/rpmsg0; "
+                  "echo x > /dev/null; test -d /sys/devices/system; exit 5")
+        r = subprocess.run([setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                            python, "-c", USERNS_PROGRAM, str(top), script],
+                           capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC})
+        if r.returncode == 1 and "cannot create a mount namespace" in r.stderr:
+            assert "unprivileged user namespaces" in r.stderr  # the kernel refused: said so
+            return
+        assert r.returncode == 5, r.stderr
+        assert r.stdout.splitlines() == ["0", "m4"]  # root inside the user namespace
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
