@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian machine: installs what the tests need (Debian's cross
-# compilers, gdb-multiarch, FUSE, gcc for the board programs of the rproc run tests; the package and its test extras from PyPI), then runs the
-# linters, the firmware rebuild check and pytest. CI runs exactly this (.ci/run).
+# compilers, gdb-multiarch, FUSE, gcc for the board programs of the rproc run tests; the package
+# and its test extras from PyPI), then runs the linters, the firmware rebuild check and pytest. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
