@@ -257,3 +257,13 @@ def test_run_without_root_through_a_user_namespace(tmp_path: Path) -> None:
         assert r.stdout.splitlines() == ["0", "m4"]  # root inside the user namespace
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_rprocd_run_usage_errors() -> None:
+    daemon = [sys.executable, "-m", "remoteproc.daemon"]
+    r = subprocess.run([*daemon, "--sim", "x", "--run"], capture_output=True, text=True,
+                       timeout=60, env=ENV)
+    assert r.returncode == 2 and "--run needs a program" in r.stderr
+    r = subprocess.run([*daemon, "--sim", "x"], capture_output=True, text=True, timeout=60,
+                       env=ENV)
+    assert r.returncode == 2 and "--mount DIR is required" in r.stderr
