@@ -183,6 +183,13 @@ def test_soc0_platform_virtio_and_rpmsg_device_files(vsoc: Rprocd) -> None:
 
 def test_run_status_and_errors(vsoc: Rprocd, tmp_path: Path) -> None:
     assert rproc_run(vsoc.root, "sh", "-c", "exit 7").returncode == 7
+    # /lib/firmware is rprocd's firmware folder: what a board script copies there is found
+    fw = Path(os.readlink(vsoc.root / "lib/firmware"))
+    (fw / "probe-fw.elf").write_bytes(b"x")
+    try:
+        assert rproc_run(vsoc.root, "test", "-f", "/lib/firmware/probe-fw.elf").returncode == 0
+    finally:
+        (fw / "probe-fw.elf").unlink()
     r = rproc_run(vsoc.root, "no-such-program-here")
     assert r.returncode == 127 and "no-such-program-here: command not found" in r.stderr
     r = rproc_run(tmp_path, "true")
