@@ -423,7 +423,10 @@ def test_devcoredump_read_releases(abi: Abi) -> None:
     base = abi.root / "sys/class/devcoredump"
     assert wait_until(lambda: bool(os.listdir(base)))
     (dcd,) = os.listdir(base)
-    assert os.readlink(base / dcd / "failing_device") == "../../remoteproc/remoteproc0"
+    # a link into /sys/devices/virtual/devcoredump, whose failing_device leads to the processor
+    assert os.readlink(base / dcd) == f"../../devices/virtual/devcoredump/{dcd}"
+    assert os.readlink(base / dcd / "failing_device") == \
+        "../../../platform/m4-rproc.0/remoteproc/remoteproc0"
     data = (base / dcd / "data").read_bytes()
     assert data[:4] == b"\x7fELF" and b"\xaa" * 0x100 in data
     assert wait_until(lambda: os.listdir(base) == [])

@@ -8,6 +8,7 @@ description says about the SoC and each processor's platform device), and ``kern
 Layout (drivers/base/core.c ``device_add``, v6.x remoteproc and rpmsg)::
 
     devices/soc0/{machine,family,soc_id,revision}                           bus soc
+    devices/virtual/devcoredump/devcdN/{data,failing_device}                 class devcoredump
     devices/platform/soc/<unit>.<node>/                                     bus platform
         remoteproc/remoteprocN/                                             class remoteproc
             rproc-virtio.K.auto/                                            bus platform
@@ -210,8 +211,10 @@ class Dev:
     children: list[Dev] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.parent is None:
-            base: tuple[str, ...] = ("devices",)
+        if self.parent is None and self.cls is not None:
+            base: tuple[str, ...] = ("devices", "virtual", self.cls)  # virtual_device_parent
+        elif self.parent is None:
+            base = ("devices",)
         elif self.cls is not None and self.parent.cls is None:
             base = (*self.parent.path, self.cls)  # the class "glue" directory
         else:
@@ -306,8 +309,10 @@ class DeviceModel:
     def __init__(self, rprocs: Callable[[], list[tuple[Rproc, Mapping[str, Node]]]], *,
                  rpmsg: RpmsgAbi | None = None, tty: TtyAbi | None = None,
                  soc: SocInfo | None = None,
-                 platform_of: Callable[[Rproc], PlatformInfo] | None = None) -> None:
+                 platform_of: Callable[[Rproc], PlatformInfo] | None = None,
+                 dumps: Callable[[], list[tuple[int, str, Node]]] | None = None) -> None:
         self._rprocs = rprocs
+        self._dumps = dumps or (lambda: [])
         self.rpmsg = rpmsg
         self.tty = tty
         self.soc = soc or SocInfo()
@@ -340,6 +345,8 @@ class DeviceModel:
                 fp += [e, e.parent, e.channel]
         if self.tty is not None:
             fp += self.tty.port_list()
+        for n, owner, data in self._dumps():
+            fp += [n, owner, data]
         return tuple(fp)
 
     def snapshot(self) -> Snapshot:
@@ -442,6 +449,16 @@ class DeviceModel:
                 devs.append(Dev(e.dev_name, parent_dev, cls="rpmsg",
                                 devt=(RPMSG_CHAR_MAJOR, e.minor),
                                 attrs=partial(_eptdev_attrs, e.name, e.src, e.dst)))
+        rproc_devs = {d.name: d for d in devs if d.cls == "remoteproc"}
+        for n, owner, data in self._dumps():
+            failing = rproc_devs.get(owner)
+            dev = Dev(f"devcd{n}", None, cls="devcoredump")
+            files: dict[str, Node] = {"data": data}
+            if failing is not None:
+                files["failing_device"] = Symlink(kernfs_link(("sys", *dev.path),
+                                                              ("sys", *failing.path)))
+            dev.attrs = files
+            devs.append(dev)
         if self.tty is not None:
             for port in self.tty.port_list():
                 parent_dev = chan_dev.get(id(port.channel))

@@ -5,7 +5,8 @@ Owns ``AbiTree``: the root ``Dir`` with
 - ``sys/devices/...`` (the device model, devices.py: ``platform/soc/<unit>.<node>/remoteproc/
   remoteprocN/rproc-virtio.K.auto/virtioM/<rpmsg devices>/...`` and ``soc0``), with
   ``sys/class/{remoteproc,rpmsg,tty}/`` and ``sys/bus/{platform,virtio,rpmsg,soc}/`` linking
-  into it; a processor's attributes are sysfs.py's, ``sys/class/devcoredump/devcdN/``,
+  into it; a processor's attributes are sysfs.py's; ``sys/class/devcoredump/devcdN`` links to
+  ``sys/devices/virtual/devcoredump/devcdN/{data,failing_device}``,
 - ``sys/kernel/debug/remoteproc/remoteprocN/`` (debugfs.py),
 - ``dev/remoteprocN`` (cdev.py), ``dev/rpmsg_ctrlN``, ``dev/rpmsgN`` (rpmsg_char.py),
   ``dev/ttyRPMSGn`` (tty.py),
@@ -63,7 +64,7 @@ from remoteproc.abi.node import (
     Waiters,
 )
 from remoteproc.abi.rpmsg_char import RpmsgAbi
-from remoteproc.abi.sysfs import devcoredump_dir, rproc_class_dir
+from remoteproc.abi.sysfs import devcoredump_data, rproc_class_dir
 from remoteproc.abi.tty import TtyAbi
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
@@ -161,6 +162,7 @@ class AbiTree:
         self._lock = threading.Lock()
         self._per: dict[int, _PerRproc] = {}
         self._readers: list[EventsHandle] = []
+        self._dump_nodes: dict[int, Node] = {}
         self.rpmsg: RpmsgAbi | None = None
         self.tty: TtyAbi | None = None
         if rpmsg:
@@ -169,7 +171,7 @@ class AbiTree:
         self._sub = host.subscribe(self._on_event)
         self.model = DeviceModel(
             lambda: [(p.rproc, p.sysfs.entries()) for p in self._rprocs().values()],
-            rpmsg=self.rpmsg, tty=self.tty, soc=soc, platform_of=platform_of)
+            rpmsg=self.rpmsg, tty=self.tty, soc=soc, platform_of=platform_of, dumps=self._dumps)
         self.root = self._build()
         self._closed = False
 
@@ -191,6 +193,29 @@ class AbiTree:
                 if per is None or per.rproc is not r:
                     per = self._per[id(r)] = _PerRproc(r)
                 out[r.dev_name] = per
+        return out
+
+    def _dumps(self) -> list[tuple[int, str, Node]]:
+        """Pending dumps: (N of devcdN, the failing processor's remoteprocN, the data file).
+        The data nodes are cached per dump, so the snapshot sees the same objects."""
+        store = self.host.coredump_store
+        out: list[tuple[int, str, Node]] = []
+        live: set[int] = set()
+        for n in store.list():
+            try:
+                info = store.info(n)
+            except RprocError:
+                continue
+            live.add(n)
+            r = self.host.by_name(info.rproc_name)
+            with self._lock:
+                data = self._dump_nodes.get(n)
+                if data is None:
+                    data = self._dump_nodes[n] = devcoredump_data(store, n, info.size)
+            out.append((n, r.dev_name if r is not None else "", data))
+        with self._lock:
+            for n in [k for k in self._dump_nodes if k not in live]:
+                del self._dump_nodes[n]
         return out
 
     def notifiers(self, rproc: Rproc) -> _PerRproc | None:
@@ -244,13 +269,9 @@ class AbiTree:
             return {**own, **host_passthrough(list_dir("/dev"), own, ".host"),
                     ".host": Dir({})}
 
-        def device_of(name: str) -> str | None:
-            r = self.host.by_name(name)
-            return r.dev_name if r is not None else None
-
         sys_class: dict[str, Node] = {
             "remoteproc": model.class_dir("remoteproc"),
-            "devcoredump": devcoredump_dir(lambda: self.host.coredump_store, device_of),
+            "devcoredump": model.class_dir("devcoredump"),
         }
         sys_bus: dict[str, Node] = {b: model.bus_dir(b) for b in ("platform", "soc", "virtio")}
         if self.rpmsg is not None:
