@@ -271,3 +271,21 @@ def test_char_devices_for_a_cuse_back_end() -> None:
     finally:
         host.close()
         sim.close()
+
+
+def test_hostile_writes(vsoc: Rprocd) -> None:
+    """Bytes that are not UTF-8, NULs and page-sized names: the kernel's answers, no EIO."""
+    drivers = rpmsg(vsoc) / "drivers"
+    f = rpmsg(vsoc) / "devices" / channel(vsoc, "rpmsg-openamp-demo-channel") / \
+        "driver_override"
+    try:
+        assert write_errno(f, b"\xff\xfeodd\n") == 0
+        with open(f, "rb") as fh:
+            assert fh.read() == b"\xff\xfeodd\n"  # shown as written
+    finally:
+        write_errno(f, b"\n")
+    assert write_errno(drivers / "rpmsg_chrdev/bind", b"\xff\xfe") == errno.ENODEV
+    assert write_errno(drivers / "rpmsg_chrdev/bind", b"v" * 4096) == errno.ENODEV
+    assert write_errno(drivers / "rpmsg_chrdev/unbind", b"\0") == errno.ENODEV
+    assert write_errno(rpmsg(vsoc) / "drivers_probe", b"x" * 10000) == errno.ENODEV
+    assert write_errno(rpmsg(vsoc) / "uevent", b"\xff") == errno.EINVAL

@@ -274,3 +274,15 @@ def test_rprocd_run_usage_errors() -> None:
     r = subprocess.run([*daemon, "--sim", "x"], capture_output=True, text=True, timeout=60,
                        env=ENV)
     assert r.returncode == 2 and "--mount DIR is required" in r.stderr
+
+
+def test_tty_rpmsg_by_path(vsoc: Rprocd) -> None:
+    """ttyRPMSGn is a real terminal at its /dev path: a shell pipes through it (the echo waits
+    in the terminal's input queue until the reader comes, whichever runs first)."""
+    script = ("t=$(ls /dev | grep ttyRPMSG | head -n 1); test -t 0 < /dev/$t || exit 3; "
+              "got=$(mktemp); timeout 20 head -c 5 < /dev/$t > $got & "
+              "printf hello > /dev/$t; wait; cat $got; rm $got; "
+              "cat /sys/class/tty/$t/uevent | head -n 3 | cut -d= -f1 | tr '\\n' ' '")
+    r = rproc_run(vsoc.root, "sh", "-c", script)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "helloMAJOR MINOR DEVNAME "
