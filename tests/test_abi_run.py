@@ -51,14 +51,19 @@ def vsoc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rprocd]:
         d.kill()
 
 
-@pytest.fixture(scope="module")
-def bind_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(tmp: Path, name: str) -> Path:
+    """A board program from tests/board, built with the host's gcc and uapi headers."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the board programs (tools/test.sh installs it)")
-    out = tmp_path_factory.mktemp("board") / "rpmsg_bind_echo"
-    subprocess.run(["gcc", "-Wall", "-Werror", "-O1", "-o", str(out),
-                    str(BOARD / "rpmsg_bind_echo.c")], check=True)
+    out = tmp / name
+    subprocess.run(["gcc", "-Wall", "-Wno-format-truncation", "-Werror", "-O1", "-o", str(out),
+                    str(BOARD / f"{name}.c")], check=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def bind_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("board"), "rpmsg_bind_echo")
 
 
 def test_list_follow_links_stop_start_every_processor(tmp_path: Path) -> None:
@@ -286,3 +291,16 @@ def test_tty_rpmsg_by_path(vsoc: Rprocd) -> None:
     r = rproc_run(vsoc.root, "sh", "-c", script)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout == "helloMAJOR MINOR DEVNAME "
+
+
+def test_remoteproc_and_rpmsg_ctrl_devices_by_path(vsoc: Rprocd, tmp_path: Path) -> None:
+    """/dev/remoteprocN: start by write, shutdown-on-release, stop by close; /dev/rpmsg_ctrlN:
+    CREATE_EPT, the new rpmsgM found below /sys/class/rpmsg/rpmsg_ctrlN, echo, DESTROY_EPT."""
+    prog = build(tmp_path, "cdev_ctrl")
+    r = rproc_run(vsoc.root, str(prog), "rv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.splitlines()
+    assert out[:2] == ["remoteproc1 running, shutdown on release 1",
+                       "remoteproc1 offline after close"]
+    assert out[2].startswith("rpmsg_ctrl") and out[2].endswith(" echo ping")
+    assert out[3] == "after DESTROY_EPT: No such file or directory"
