@@ -107,7 +107,8 @@ def _enter_namespace() -> None:
                 raise NamespaceError(exc.errno or errno.EPERM,
                                      f"user namespace: {exc.filename}: {exc.strerror}") from None
     if err:
-        hint = "" if os.geteuid() == 0 else \
+        hint = " (a container may withhold CAP_SYS_ADMIN: run it with that capability)" \
+            if os.geteuid() == 0 else \
             " (run as root, or allow unprivileged user namespaces: sysctl " \
             "kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)"
         raise NamespaceError(err, f"cannot create a mount namespace: {os.strerror(err)}{hint}")
