@@ -142,7 +142,9 @@ echo "rpmsg driver $(basename $(readlink $c/driver))"
 cat $c/uevent
 cat $c/rpmsg/rpmsg*/uevent
 echo "tty $(ls /sys/class/tty/ | grep RPMSG | tr '\n' ' ')"
-[ -e /dev/null ] && [ -c /dev/null ] && echo "dev/null is a char device"
+[ -c /dev/null ] && [ ! -L /dev/null ] && echo "dev/null is a char device"
+[ "$(readlink /dev/ttyRPMSG0)" = "$(tty < /dev/ttyRPMSG0)" ] || echo "ttyname differs"
+python3 -c 'import os; m, s = os.openpty(); print("openpty", os.ttyname(s)[:9])'
 echo "debugfs $(ls /sys/kernel/debug/remoteproc | tr '\n' ' ')"
 echo "host sysfs $(cat /sys/devices/system/cpu/online >/dev/null && echo kept)"
 """
@@ -182,8 +184,8 @@ def test_soc0_platform_virtio_and_rpmsg_device_files(vsoc: Rprocd) -> None:
     assert rest[0] == "MAJOR=237" and rest[1].startswith("MINOR=")
     assert rest[2] == f"DEVNAME=rpmsg{rest[1].removeprefix('MINOR=')}"
     assert rest[3].startswith("tty ttyRPMSG")
-    assert rest[4:] == ["dev/null is a char device", "debugfs remoteproc0 remoteproc1 "
-                        "remoteproc2 ", "host sysfs kept"]
+    assert rest[4:] == ["dev/null is a char device", "openpty /dev/pts/",
+                        "debugfs remoteproc0 remoteproc1 remoteproc2 ", "host sysfs kept"]
 
 
 def test_run_status_and_errors(vsoc: Rprocd, tmp_path: Path) -> None:
@@ -250,10 +252,12 @@ def test_run_without_root_through_a_user_namespace(tmp_path: Path) -> None:
         (dev / "name").write_text("m4\n")
         link.parent.mkdir(parents=True)
         link.symlink_to("../../devices/platform/soc/10000000.m4/remoteproc/remoteproc0")
-        (top / "rprocd/devfs/.host").mkdir(parents=True)
+        (top / "rprocd/devfs").mkdir(parents=True)
         (top / "rprocd/mnt").mkdir()
-        (top / "rprocd/devfs/rpmsg0").write_text("")
-        (top / "rprocd/devfs/null").symlink_to(".host/null")
+        (top / "dev").mkdir()
+        for d in (top / "rprocd/devfs", top / "dev"):
+            (d / "rpmsg0").write_text("")
+        (top / "rprocd/devfs/null").write_text("")  # the placeholder the host's node goes on
         for p in [top, *top.rglob("*")]:
             os.lchown(p, 65534, 65534)
         script = ("id -u; cat /sys/class/remoteproc/remoteproc0/name; test -e /dev/rpmsg0; "

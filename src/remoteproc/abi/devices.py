@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from remoteproc.abi.kstr import cstring, sysfs_streq
-from remoteproc.abi.node import Attribute, Dir, Node, Request, Symlink
+from remoteproc.abi.node import Attribute, Dir, File, Handle, Node, Request, Symlink
 from remoteproc.core.rproc import Rproc
 from remoteproc.errors import RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
@@ -71,7 +72,7 @@ __all__ = [
     "PlatformInfo",
     "SocInfo",
     "default_platform",
-    "host_passthrough",
+    "host_placeholders",
     "kernfs_link",
     "list_dir",
     "set_override",
@@ -672,10 +673,34 @@ class DeviceModel:
         }
 
 
-def host_passthrough(names: Iterable[str], own: Mapping[str, Node], prefix: str
-                     ) -> dict[str, Node]:
-    """Links ``name -> prefix/name`` for the host's entries that ``own`` does not define."""
-    return {n: Symlink(f"{prefix}/{n}") for n in names if n not in own}
+def _placeholder_open(flags: int) -> Handle:
+    raise RprocError(errno.ENODEV, "a host device placeholder: `rproc run` binds the device here")
+
+
+def host_placeholders(host_dev: str, own: Mapping[str, Node]) -> dict[str, Node]:
+    """For every entry of the host's ``host_dev`` that ``own`` does not define: its link as it
+    is, or an empty directory or file of its kind for ``rproc run`` to bind the host's entry
+    on (so ``/dev/null`` is the real node, ``/dev/pts`` the real devpts)."""
+    out: dict[str, Node] = {}
+    for name in list_dir(host_dev):
+        if name in own:
+            continue
+        if name == "ptmx":
+            # A ptmx node finds its devpts in its own directory, which a node bound alone does
+            # not have: point at the devpts's own (as containers do); /dev/pts is the host's.
+            out[name] = Symlink("pts/ptmx")
+            continue
+        try:
+            st = os.lstat(os.path.join(host_dev, name))
+            if stat.S_ISLNK(st.st_mode):
+                out[name] = Symlink(os.readlink(os.path.join(host_dev, name)))
+            elif stat.S_ISDIR(st.st_mode):
+                out[name] = Dir({}, mode=stat.S_IMODE(st.st_mode))
+            else:
+                out[name] = File(stat.S_IMODE(st.st_mode), _placeholder_open, size=0)
+        except OSError:
+            continue  # gone meanwhile
+    return out
 
 
 def list_dir(path: str) -> list[str]:

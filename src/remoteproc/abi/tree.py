@@ -11,9 +11,9 @@ Owns ``AbiTree``: the root ``Dir`` with
 - ``dev/remoteprocN`` (cdev.py), ``dev/rpmsg_ctrlN``, ``dev/rpmsgN`` (rpmsg_char.py),
   ``dev/ttyRPMSGn`` (tty.py),
 - ``rprocd/devfs/``: what ``rproc run`` mounts at /dev: the ``dev`` entries plus, for every
-  name in the host's /dev that they do not use, a link ``NAME -> .host/NAME``; ``rproc run``
-  binds the host's /dev on the empty ``.host`` directory. ``rprocd/mnt/`` is an empty
-  directory ``rproc run`` mounts on (in its own namespace) while it builds the namespace,
+  name in the host's /dev that they do not use, its link or an empty placeholder of its kind
+  on which ``rproc run`` binds the host's entry. ``rprocd/mnt/`` is an empty directory
+  ``rproc run`` mounts on (in its own namespace) while it builds the namespace,
 - ``lib/firmware`` (a link to the host's first firmware folder, so ``cp`` lands in the search
   path),
 - ``rprocd/events``: not a kernel file; each open file receives the host's events (state
@@ -48,8 +48,7 @@ from remoteproc.abi.devices import (
     DeviceModel,
     PlatformInfo,
     SocInfo,
-    host_passthrough,
-    list_dir,
+    host_placeholders,
 )
 from remoteproc.abi.node import (
     POLLIN,
@@ -266,8 +265,7 @@ class AbiTree:
 
         def devfs() -> dict[str, Node]:
             own = dev()
-            return {**own, **host_passthrough(list_dir("/dev"), own, ".host"),
-                    ".host": Dir({})}
+            return {**own, **host_placeholders("/dev", own)}
 
         sys_class: dict[str, Node] = {
             "remoteproc": model.class_dir("remoteproc"),

@@ -13,15 +13,15 @@ The program runs in a private mount namespace (and, without root, a user namespa
   ``/sys/devices/system/cpu`` still answers). The kernel's relative links
   (``/sys/class/remoteproc/remoteproc0 -> ../../devices/platform/...``) resolve inside it;
 - ``/dev`` is rprocd's ``rprocd/devfs``: its devices (``remoteprocN``, ``rpmsg_ctrlN``,
-  ``rpmsgN``, ``ttyRPMSGn``, appearing and vanishing live) beside a link ``NAME -> .host/NAME``
-  for every other name of the host's /dev, whose tree is bound at ``/dev/.host`` (so
-  ``/dev/null``, ``/dev/tty``, ``/dev/pts/*`` and ``/dev/shm`` work);
+  ``rpmsgN``, ``ttyRPMSGn``, appearing and vanishing live) beside every other entry of the
+  host's /dev, each bound on its placeholder there (so ``/dev/null`` is the real node and
+  ``/dev/pts``, ``/dev/shm`` the real file systems); the host's links are served as they are;
 - ``/lib/firmware`` is rprocd's firmware folder (what ``lib/firmware`` in the mount links to).
 
 Rules:
 - Nothing outside the new namespace changes: every mount is made after ``unshare`` with the
-  whole tree made private first; the host's /sys is reached through rprocd's empty
-  ``rprocd/mnt`` directory while it is copied, then unmounted.
+  whole tree made private first; the host's /sys and /dev are reached through rprocd's empty
+  ``rprocd/mnt`` directory while they are copied, then unmounted.
 - ``--root /`` (a board) runs the program as it is: the kernel's trees are already there.
 - Failures are ``NamespaceError`` with one line naming the path and the system call's error,
   e.g. when the kernel refuses namespaces to this user.
@@ -164,6 +164,25 @@ def _build_sys(ours: str, stash: str) -> None:
         _umount(stash)
 
 
+def _build_dev(devfs: str, ours: str, stash: str) -> None:
+    """``/dev``: rprocd's devfs, with the host's entries bound on its placeholders."""
+    _mount("/dev", stash, None, MS_BIND | MS_REC)
+    try:
+        _mount(devfs, "/dev", None, MS_BIND | MS_REC)
+        mine = _entries(ours)
+        for name in sorted(_entries(stash) - mine):
+            src, dst = f"{stash}/{name}", f"/dev/{name}"
+            try:
+                if stat.S_ISLNK(os.lstat(src).st_mode) or not os.path.lexists(dst):
+                    continue  # links are served as they are; a newcomer has no placeholder
+                _mount(src, dst, None, MS_BIND | MS_REC)
+            except (OSError, NamespaceError):
+                continue  # an entry that vanished meanwhile stays a placeholder
+        _mount(None, "/dev", None, MS_REC | MS_PRIVATE)
+    finally:
+        _umount(stash)
+
+
 def prepare_namespace(root: str) -> None:
     """Enter a new mount namespace where ``root`` (an rprocd mount) sits at the kernel's
     paths. Only this process (and what it execs) sees the result."""
@@ -178,10 +197,7 @@ def prepare_namespace(root: str) -> None:
         firmware = os.path.realpath(f"{root}/lib/firmware", strict=True)
     _enter_namespace()
     _build_sys(f"{root}/sys", stash)
-    # /dev: the host's tree under .host first, then rprocd's devfs (with it) over /dev.
-    _mount("/dev", f"{devfs}/.host", None, MS_BIND | MS_REC)
-    _mount(devfs, "/dev", None, MS_BIND | MS_REC)
-    _umount(f"{devfs}/.host")
+    _build_dev(devfs, f"{root}/dev", stash)
     if firmware is not None and os.path.isdir("/lib/firmware"):
         _mount(firmware, "/lib/firmware", None, MS_BIND | MS_REC)
 
