@@ -308,3 +308,25 @@ def test_remoteproc_and_rpmsg_ctrl_devices_by_path(vsoc: Rprocd, tmp_path: Path)
                        "remoteproc1 offline after close"]
     assert out[2].startswith("rpmsg_ctrl") and out[2].endswith(" echo ping")
     assert out[3] == "after DESTROY_EPT: No such file or directory"
+
+
+def test_rprocd_run_passes_sigterm_on(tmp_path: Path) -> None:
+    """SIGTERM to ``rprocd --run`` reaches the program; rprocd stops after it and unmounts."""
+    import signal
+
+    mnt = tmp_path / "m"
+    d = subprocess.Popen([sys.executable, "-m", "remoteproc.daemon", "--mount", str(mnt),
+                          "--sim", "dsp", "--run", "--", "sh", "-c",
+                          "trap 'echo got TERM; exit 9' TERM; echo ready; "
+                          "while :; do sleep 0.05; done"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert d.stdout is not None and d.stdout.readline() == "ready\n"
+        d.send_signal(signal.SIGTERM)
+        out, _ = d.communicate(timeout=60)
+        assert out == "got TERM\n" and d.returncode == 9
+        assert not os.path.ismount(mnt)
+    finally:
+        if d.poll() is None:
+            d.kill()
+            d.communicate()

@@ -206,20 +206,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_program(mount: Path, argv: list[str]) -> int:
-    """``rproc run --root MOUNT -- argv`` in a fresh process (namespaces need one thread)."""
+def _run_program(mount: Path, argv: list[str], stop: threading.Event) -> int:
+    """``rproc run --root MOUNT -- argv`` in a fresh process (namespaces need one thread).
+    A stop signal to rprocd (``stop`` set) is passed on to the program as SIGTERM; rprocd
+    stops once the program has exited."""
     cmd = [sys.executable, "-m", "remoteproc.cli", "run", "--root", str(mount), "--", *argv]
     # The same package as ours, wherever the working directory went (libfuse moves it to /).
     env = dict(os.environ)
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(cmd, env=env)
+    forwarded = False
     while True:
         try:
-            status = proc.wait()
+            status = proc.wait(timeout=0.2)
             break
-        except KeyboardInterrupt:
-            continue  # the program got the SIGINT too; its status decides
+        except subprocess.TimeoutExpired:
+            if stop.is_set() and not forwarded:
+                proc.send_signal(signal.SIGTERM)
+                forwarded = True
     return 128 - status if status < 0 else status
 
 
@@ -274,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rprocd: serving {len(daemon.host)} processors at {daemon.mountpoint}",
               flush=True, file=sys.stderr if run_argv is not None else sys.stdout)
         if run_argv is not None:
-            return _run_program(daemon.mountpoint, run_argv)
+            return _run_program(daemon.mountpoint, run_argv, daemon.stop_event)
         daemon.wait()
         return 0
     finally:
