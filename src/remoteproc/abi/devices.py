@@ -69,10 +69,10 @@ __all__ = [
     "CharDevice",
     "Dev",
     "DeviceModel",
+    "HostDevDir",
     "PlatformInfo",
     "SocInfo",
     "default_platform",
-    "host_placeholders",
     "kernfs_link",
     "list_dir",
     "set_override",
@@ -677,30 +677,49 @@ def _placeholder_open(flags: int) -> Handle:
     raise RprocError(errno.ENODEV, "a host device placeholder: `rproc run` binds the device here")
 
 
-def host_placeholders(host_dev: str, own: Mapping[str, Node]) -> dict[str, Node]:
-    """For every entry of the host's ``host_dev`` that ``own`` does not define: its link as it
+def _placeholder(host_dev: str, name: str) -> Node | None:
+    if name == "ptmx":
+        # A ptmx node finds its devpts in its own directory, which a node bound alone does
+        # not have: point at the devpts's own (as containers do); /dev/pts is the host's.
+        return Symlink("pts/ptmx")
+    path = os.path.join(host_dev, name)
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return Symlink(os.readlink(path))
+    except OSError:
+        return None  # not there (or gone meanwhile)
+    if stat.S_ISDIR(st.st_mode):
+        return Dir({}, mode=stat.S_IMODE(st.st_mode))
+    return File(stat.S_IMODE(st.st_mode), _placeholder_open, size=0)
+
+
+class HostDevDir(Dir):
+    """``own`` entries, plus for every other entry of the host's ``host_dev`` its link as it
     is, or an empty directory or file of its kind for ``rproc run`` to bind the host's entry
-    on (so ``/dev/null`` is the real node, ``/dev/pts`` the real devpts)."""
-    out: dict[str, Node] = {}
-    for name in list_dir(host_dev):
-        if name in own:
-            continue
-        if name == "ptmx":
-            # A ptmx node finds its devpts in its own directory, which a node bound alone does
-            # not have: point at the devpts's own (as containers do); /dev/pts is the host's.
-            out[name] = Symlink("pts/ptmx")
-            continue
-        try:
-            st = os.lstat(os.path.join(host_dev, name))
-            if stat.S_ISLNK(st.st_mode):
-                out[name] = Symlink(os.readlink(os.path.join(host_dev, name)))
-            elif stat.S_ISDIR(st.st_mode):
-                out[name] = Dir({}, mode=stat.S_IMODE(st.st_mode))
-            else:
-                out[name] = File(stat.S_IMODE(st.st_mode), _placeholder_open, size=0)
-        except OSError:
-            continue  # gone meanwhile
-    return out
+    on (so ``/dev/null`` is the real node, ``/dev/pts`` the real devpts). A lookup of one name
+    looks at that name only."""
+
+    def __init__(self, own: Callable[[], Mapping[str, Node]], host_dev: str = "/dev") -> None:
+        super().__init__(self._all)
+        self._own = own
+        self._host = host_dev
+
+    def _all(self) -> dict[str, Node]:
+        own = self._own()
+        out = dict(own)
+        for name in list_dir(self._host):
+            if name not in own and "/" not in name:
+                node = _placeholder(self._host, name)
+                if node is not None:
+                    out[name] = node
+        return out
+
+    def get(self, name: str) -> Node | None:
+        node = self._own().get(name)
+        if node is None and name not in (".", "..") and "/" not in name:
+            node = _placeholder(self._host, name)
+        return node
 
 
 def list_dir(path: str) -> list[str]:

@@ -46,9 +46,9 @@ from remoteproc.abi.debugfs import rproc_debug_dir
 from remoteproc.abi.devices import (
     CharDevice,
     DeviceModel,
+    HostDevDir,
     PlatformInfo,
     SocInfo,
-    host_placeholders,
 )
 from remoteproc.abi.node import (
     POLLIN,
@@ -263,10 +263,6 @@ class AbiTree:
                 out.update(self.tty.dev_entries())
             return out
 
-        def devfs() -> dict[str, Node]:
-            own = dev()
-            return {**own, **host_placeholders("/dev", own)}
-
         sys_class: dict[str, Node] = {
             "remoteproc": model.class_dir("remoteproc"),
             "devcoredump": model.class_dir("devcoredump"),
@@ -292,7 +288,7 @@ class AbiTree:
             "dev": Dir(dev),
             "lib": Dir(lib),
             "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0),
-                           "devfs": Dir(devfs), "mnt": Dir({})}),
+                           "devfs": HostDevDir(dev), "mnt": Dir({})}),
         })
 
     # -- character devices (what a CUSE back end would register)
