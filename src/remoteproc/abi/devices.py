@@ -601,7 +601,7 @@ class DeviceModel:
                 "drivers": Dir(self._drivers(snap, bus)),
             }
             if bus == "rpmsg":
-                out.update(self._rpmsg_bus_files(snap))
+                out.update(self._rpmsg_bus_files())
             return out
 
         return Dir(entries)
@@ -619,24 +619,26 @@ class DeviceModel:
             entries: dict[str, Node] = snap.links(where, snap.members(bus=bus, driver=name))
             entries["uevent"] = _wo(uevent_store)
             if bus == "rpmsg":
-                entries["bind"] = _wo(self._rpmsg_bind_store(snap, name, bind=True))
-                entries["unbind"] = _wo(self._rpmsg_bind_store(snap, name, bind=False))
+                entries["bind"] = _wo(self._rpmsg_bind_store(name, bind=True))
+                entries["unbind"] = _wo(self._rpmsg_bind_store(name, bind=False))
             out[name] = Dir(entries)
         return out
 
     # -- the rpmsg bus's writable files
     def _find_channel(self, buf: bytes) -> Channel | None:
+        """``bus_find_device_by_name``: the device whose name ``buf`` is (``sysfs_streq``)."""
         if self.rpmsg is None:
             return None
-        text = buf.decode("utf-8", "surrogateescape")
+        want = cstring(buf)
+        want = want[:-1] if want.endswith(b"\n") else want
         for bus in self.rpmsg.buses():
             for ch in bus.channels():
-                if sysfs_streq(buf, ch.device_name) or ch.device_name == text:
+                # a remote may announce a name that is not UTF-8 (kept as surrogates)
+                if ch.device_name.encode("utf-8", "surrogateescape") == want:
                     return ch
         return None
 
-    def _rpmsg_bind_store(self, snap: Snapshot, driver: str, *, bind: bool
-                          ) -> Callable[[bytes, Request], int]:
+    def _rpmsg_bind_store(self, driver: str, *, bind: bool) -> Callable[[bytes, Request], int]:
         def store(data: bytes, req: Request) -> int:
             drv: RpmsgDriver | None = registry.find_driver(driver)
             ch = self._find_channel(_page(data))
@@ -650,7 +652,7 @@ class DeviceModel:
 
         return store
 
-    def _rpmsg_bus_files(self, snap: Snapshot) -> dict[str, Node]:
+    def _rpmsg_bus_files(self) -> dict[str, Node]:
         def probe_store(data: bytes, req: Request) -> int:
             ch = self._find_channel(_page(data))
             if ch is None:
