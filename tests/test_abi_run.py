@@ -330,3 +330,20 @@ def test_rprocd_run_passes_sigterm_on(tmp_path: Path) -> None:
         if d.poll() is None:
             d.kill()
             d.communicate()
+
+
+def test_namespaces_refused_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel refuses a namespace (a container without CAP_SYS_ADMIN, user
+    namespaces switched off), one clear line and the errno, nothing mounted."""
+    import errno as errno_mod
+
+    from remoteproc.client import run as run_mod
+
+    for d in ("sys", "rprocd/devfs", "rprocd/mnt"):
+        (tmp_path / d).mkdir(parents=True)
+    monkeypatch.setattr(run_mod, "_unshare", lambda flags: errno_mod.EPERM)
+    with pytest.raises(run_mod.NamespaceError) as ei:
+        run_mod.prepare_namespace(str(tmp_path))
+    assert ei.value.errno == errno_mod.EPERM
+    assert "cannot create a mount namespace: Operation not permitted" in str(ei.value)
+    assert "CAP_SYS_ADMIN" in str(ei.value)  # what a root user can do about it
