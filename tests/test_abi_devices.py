@@ -45,11 +45,16 @@ def m4_virtio(d: Rprocd) -> str:
 
 def channel(d: Rprocd, name: str, virtio: str | None = None) -> str:
     """The device name of channel ``name`` of the m4 (the auto-booted core)."""
-    virtio = virtio or m4_virtio(d)
-    for dev in os.listdir(rpmsg(d) / "devices"):
-        if dev.startswith(f"{virtio}.{name}."):
-            return dev
-    raise AssertionError(f"no {name} on {virtio}")
+    found: list[str] = []
+
+    def look() -> bool:
+        v = virtio or m4_virtio(d)
+        found[:] = [n for n in os.listdir(rpmsg(d) / "devices") if n.startswith(f"{v}.{name}.")]
+        return bool(found)
+
+    # after a restart the remote announces its channels one after the other
+    assert wait_until(look, 30), f"no {name} channel"
+    return found[0]
 
 
 def driver_of(d: Rprocd, dev: str) -> str | None:
