@@ -48,7 +48,10 @@ def channel(d: Rprocd, name: str, virtio: str | None = None) -> str:
     found: list[str] = []
 
     def look() -> bool:
-        v = virtio or m4_virtio(d)
+        try:
+            v = virtio or m4_virtio(d)
+        except ValueError:
+            return False  # the processor is between stop and start
         found[:] = [n for n in os.listdir(rpmsg(d) / "devices") if n.startswith(f"{v}.{name}.")]
         return bool(found)
 
@@ -178,8 +181,6 @@ def test_drivers_probe_and_autoprobe(vsoc: Rprocd) -> None:
         write_errno(bus / "drivers_autoprobe", b"1")
         write_errno(state, b"stop")
         write_errno(state, b"start")
-    assert wait_until(lambda: any(n.startswith(f"{m4_virtio(vsoc)}.rpmsg-raw.")
-                                  for n in os.listdir(bus / "devices")), 30)
     assert driver_of(vsoc, channel(vsoc, "rpmsg-raw")) == "rpmsg_chrdev"
     assert read_text(bus / "drivers_autoprobe") == "1\n"
     assert write_errno(bus / "drivers_autoprobe", b"yes") == 0  # anything but '0' is on
