@@ -16,7 +16,8 @@ The program runs in a private mount namespace (and, without root, a user namespa
   ``rpmsgN``, ``ttyRPMSGn``, appearing and vanishing live) beside every other entry of the
   host's /dev, each bound on its placeholder there (so ``/dev/null`` is the real node and
   ``/dev/pts``, ``/dev/shm`` the real file systems); the host's links are served as they are;
-- ``/lib/firmware`` is rprocd's firmware folder (what ``lib/firmware`` in the mount links to).
+- ``/lib/firmware`` is rprocd's firmware folder (what ``lib/firmware`` in the mount links to), bound
+  on the host's folder (a host without one keeps none: nothing is created outside).
 
 Rules:
 - Nothing outside the new namespace changes: every mount is made after ``unshare`` with the
