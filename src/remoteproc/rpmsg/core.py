@@ -155,7 +155,7 @@ class RpmsgRegistry:
         if not channel.registered or channel.driver is not driver:
             raise RprocError(errno.ENODEV,
                              f"{channel.device_name}: not bound to {driver.name}")
-        channel.bus.unbind(channel)
+        channel.bus.unbind(channel, driver)
 
     def probe_channel(self, channel: Channel) -> None:
         """``drivers_probe``: bind an unbound channel to the first driver that matches (none

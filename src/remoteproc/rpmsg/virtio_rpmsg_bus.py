@@ -104,6 +104,9 @@ class RpmsgBus:
         self.tx_timeout = DEFAULT_TX_TIMEOUT
         self._hdr = hdr_struct(self.byteorder)
         self._lock = threading.Lock()
+        # Serializes binds and unbinds asked for through sysfs (never taken by the bus's own
+        # automatic binds, which run on the receive thread).
+        self._request_lock = threading.Lock()
         self._rx_lock = threading.RLock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
@@ -516,18 +519,23 @@ class RpmsgBus:
     def bind(self, ch: Channel, drv: RpmsgDriver) -> None:
         """Bind on request (sysfs ``bind``): EBUSY when bound, the probe's error when it
         fails (``device_driver_attach``)."""
-        with self._lock:
-            if self._removing or ch not in self._channels:
-                raise RprocError(errno.ENODEV, f"{ch.device_name}: no such device")
-        if ch.driver is not None:
-            raise RprocError(errno.EBUSY, f"{ch.device_name} is bound to {ch.driver.name}")
-        err = self._probe_driver(ch, drv)
-        if err is not None:
-            raise err
+        with self._request_lock:  # device_lock: one bind or unbind on request at a time
+            with self._lock:
+                if self._removing or ch not in self._channels:
+                    raise RprocError(errno.ENODEV, f"{ch.device_name}: no such device")
+            if ch.driver is not None:
+                raise RprocError(errno.EBUSY, f"{ch.device_name} is bound to {ch.driver.name}")
+            err = self._probe_driver(ch, drv)
+            if err is not None:
+                raise err
 
-    def unbind(self, ch: Channel) -> None:
-        """Unbind on request (sysfs ``unbind``): the driver's remove (``device_release_driver``)."""
-        self._unbind(ch)
+    def unbind(self, ch: Channel, drv: RpmsgDriver | None = None) -> None:
+        """Unbind on request (sysfs ``unbind``): the driver's remove (``device_release_driver``);
+        ENODEV when ``drv`` is given and is not the channel's driver."""
+        with self._request_lock:
+            if drv is not None and ch.driver is not drv:
+                raise RprocError(errno.ENODEV, f"{ch.device_name}: not bound to {drv.name}")
+            self._unbind(ch)
 
     def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
         if ch.driver is not None:
