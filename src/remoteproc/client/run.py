@@ -174,11 +174,12 @@ def _build_dev(devfs: str, ours: str, stash: str) -> None:
         for name in sorted(_entries(stash) - mine):
             src, dst = f"{stash}/{name}", f"/dev/{name}"
             try:
-                if stat.S_ISLNK(os.lstat(src).st_mode) or not os.path.lexists(dst):
-                    continue  # links are served as they are; a newcomer has no placeholder
+                if stat.S_ISLNK(os.lstat(src).st_mode):
+                    continue  # links are served as they are
                 _mount(src, dst, None, MS_BIND | MS_REC)
             except (OSError, NamespaceError):
-                continue  # an entry that vanished meanwhile stays a placeholder
+                # a newcomer has no placeholder (ENOENT); one that vanished stays a placeholder
+                continue
         _mount(None, "/dev", None, MS_REC | MS_PRIVATE)
     finally:
         _umount(stash)
