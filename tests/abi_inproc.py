@@ -318,7 +318,10 @@ class NodeFs:
         tree_path, _node, host = self._resolve(path)
         if host is not None:
             return os.listdir(host)
-        names = [n for n in self._call(self.ops.readdir, tree_path, None) if n not in (".", "..")]
+        # readdir gives (name, type, offset) entries, as getdents fills d_type
+        entries = self._call(self.ops.readdir, tree_path, None)
+        names = [e[0] if isinstance(e, tuple) else e for e in entries]
+        names = [n for n in names if n not in (".", "..")]
         if isinstance(path, bytes):
             return [os.fsencode(n) for n in names]
         return names

@@ -116,8 +116,11 @@ def test_selftest_loop_over_every_remoteproc(abi: Abi) -> None:
 
 def test_sysfs_files_and_modes(abi: Abi) -> None:
     d = abi.root / "sys/class/remoteproc/remoteproc0"
-    assert sorted(abi.fs.listdir(d)) == ["coredump", "firmware", "name", "recovery", "state"]
-    modes = {n: abi.fs.stat(d / n).st_mode & 0o777 for n in abi.fs.listdir(d)}
+    # the remoteproc attributes, then what the driver core gives every char device
+    assert sorted(abi.fs.listdir(d)) == ["coredump", "dev", "device", "firmware", "name", "power",
+                                         "recovery", "state", "subsystem", "uevent"]
+    attrs = ("coredump", "firmware", "name", "recovery", "state")
+    modes = {n: abi.fs.stat(d / n).st_mode & 0o777 for n in attrs}
     assert modes == {"coredump": 0o644, "firmware": 0o644, "name": 0o444, "recovery": 0o644,
                      "state": 0o644}
     assert abi.read_text(d / "name") == "m4\n"
@@ -343,11 +346,13 @@ def test_events_stream(abi: Abi) -> None:
 
 def test_debugfs_files(abi: Abi) -> None:
     d = abi.root / "sys/kernel/debug/remoteproc/remoteproc0"
+    # the kernel's files, then ours (vrings, power: docs/kernel-differences.md)
     assert sorted(abi.fs.listdir(d)) == ["carveout_memories", "coredump", "crash", "name",
-                                    "recovery", "resource_table"]
+                                         "power", "recovery", "resource_table", "vrings"]
     modes = {n: abi.fs.stat(d / n).st_mode & 0o777 for n in abi.fs.listdir(d)}
     assert modes == {"carveout_memories": 0o400, "coredump": 0o600, "crash": 0o200,
-                     "name": 0o400, "recovery": 0o600, "resource_table": 0o400}
+                     "name": 0o400, "recovery": 0o600, "resource_table": 0o400,
+                     "power": 0o400, "vrings": 0o400}
     assert abi.read_text(d / "name") == "m4\n"
     assert abi.read_text(d / "resource_table") == "No resource table found\n"
     assert abi.read_text(d / "carveout_memories") == ""
@@ -441,7 +446,10 @@ def test_devcoredump_read_releases(abi: Abi) -> None:
     base = abi.root / "sys/class/devcoredump"
     assert wait_until(lambda: bool(abi.fs.listdir(base)))
     (dcd,) = abi.fs.listdir(base)
-    assert abi.fs.readlink(base / dcd / "failing_device") == "../../remoteproc/remoteproc0"
+    # a link into /sys/devices/virtual/devcoredump, whose failing_device leads to the processor
+    assert abi.fs.readlink(base / dcd) == f"../../devices/virtual/devcoredump/{dcd}"
+    assert abi.fs.readlink(base / dcd / "failing_device") == \
+        "../../../platform/m4-rproc.0/remoteproc/remoteproc0"
     data = abi.read_bytes(base / dcd / "data")
     assert data[:4] == b"\x7fELF" and b"\xaa" * 0x100 in data
     assert wait_until(lambda: abi.fs.listdir(base) == [])

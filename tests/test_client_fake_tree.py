@@ -98,7 +98,7 @@ def test_status_reads_every_attribute_and_survives_missing_debugfs(tree: Path) -
     info = AbiRoot(tree).processor("m4").status()
     assert info == {"index": 0, "device": "remoteproc0", "name": "m4", "state": "running",
                     "firmware": "rproc-m4-fw", "recovery": "enabled", "coredump": "disabled",
-                    "traces": None, "coredumps": [], "cdev": None}
+                    "traces": None, "coredumps": [], "cdev": None, "power": None}
 
 
 def test_debugfs_not_mounted_is_explained(tree: Path) -> None:
@@ -253,7 +253,8 @@ def test_owner_from_sysfs_link(tmp_path: Path) -> None:
                     "virtio0.rpmsg_ctrl.0.0/rpmsg/rpmsg_ctrl0")
     assert owner_rproc(link) == "remoteproc2"
     assert owner_rproc(tmp_path / "nothing") is None
-    # an entry that is a directory with a device link (rprocd's layout; a board's class/rpmsg
+    # an entry that is a directory with a device link (a flat tree, as rprocd served before its
+    # device model; a board's class/rpmsg
     # entries have one too, leading to the parent rpmsg device)
     (tmp_path / "sys/class/remoteproc/remoteproc3").mkdir(parents=True)
     entry = tmp_path / "sys/class/rpmsg/rpmsg7"

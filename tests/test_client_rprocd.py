@@ -30,6 +30,7 @@ from remoteproc.errors import RprocError
 @pytest.fixture
 def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rprocd]:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "fw").mkdir()
     d = start_rprocd(tmp_path / "root", firmware_dir=str(tmp_path / "fw"))
     try:
         root = d.root

@@ -27,6 +27,10 @@ def mounted(path: Path) -> bool:
 class Rprocd:
     def __init__(self, root: Path, *args: str) -> None:
         self.root = root
+        # rprocd refuses a firmware folder that does not exist (it is the user's to create)
+        for opt, value in zip(args, args[1:], strict=False):
+            if opt == "--firmware-dir":
+                Path(value).mkdir(parents=True, exist_ok=True)
         # -v logs go to a file: a pipe nobody reads during the test would fill and block rprocd
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(

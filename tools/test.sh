@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian machine: installs what the tests need (Debian's cross
-# compilers, gdb-multiarch and FUSE; the package and its test extras from PyPI), then runs the
-# linters, the import contracts, the firmware rebuild check and pytest. CI runs exactly this (.ci/run).
+# compilers, gdb-multiarch, FUSE, gcc for the board programs of the rproc run tests; the package
+# and its test extras from PyPI), then runs the linters, the import contracts, the firmware
+# rebuild check and pytest. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
 for pkg in gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf \
-           picolibc-riscv64-unknown-elf gdb-multiarch fuse3 libfuse3-dev make; do
+           picolibc-riscv64-unknown-elf gdb-multiarch fuse3 libfuse3-dev make gcc libc6-dev \
+           util-linux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

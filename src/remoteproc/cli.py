@@ -95,6 +95,7 @@ def main(group_root: str | None) -> None:
       rproc coredump P [MODE] [--fetch FILE]
       rproc trace P [-f]          rproc crash P TYPE        rproc watch
       rproc rpmsg send|listen|bench|list
+      rproc run -- PROGRAM        a board program, unchanged, against rprocd
     """
     if group_root is not None:
         # Each command reads its root from --root, then RPROC_ROOT: `rproc --root X cmd` feeds
@@ -771,6 +772,36 @@ def _watch_events(abi: Any, targets: list[Any], count: int, timeout: float,
 # ---- rprocd in the background -------------------------------------------------------------------
 
 _DEFAULT_MOUNT = "/tmp/rproc"
+
+
+@main.command("run", context_settings={"ignore_unknown_options": True,
+                                      "allow_interspersed_args": False})
+@_root_option
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED,
+                metavar="-- PROGRAM [ARGS]")
+def run_cmd(root: str, argv: tuple[str, ...]) -> None:
+    """Run PROGRAM unmodified with rprocd's trees at the kernel's paths.
+
+    In a private mount namespace (a user namespace too when not root), /sys holds the
+    device model (/sys/class/remoteproc, /sys/bus/rpmsg, /sys/devices/platform/..., soc0)
+    beside the host's other sysfs entries, /sys/kernel/debug the debugfs files, /dev the
+    devices (remoteprocN, rpmsgN, rpmsg_ctrlN, ttyRPMSGn) beside the host's /dev/null, /dev/tty
+    and the rest, and /lib/firmware rprocd's firmware folder. The exit status is PROGRAM's.
+    With --root / (a board) PROGRAM runs as it is.
+
+    \b
+    Examples:
+      rproc run --root /tmp/rp -- sh -c 'cat /sys/class/remoteproc/remoteproc*/state'
+      rproc run --root /tmp/rp -- ./board-script.sh
+    """
+    from remoteproc.client.run import run
+    from remoteproc.errors import RprocError
+
+    try:
+        status = run(root, argv)
+    except RprocError as exc:
+        _fail(f"run: {exc.message}", 1)
+    sys.exit(status)
 
 
 @main.command("up")

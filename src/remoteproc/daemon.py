@@ -2,6 +2,8 @@
 them under a directory, in the foreground, until SIGTERM, SIGINT or SIGHUP.
 
     rprocd --mount DIR [--machine FILE] [--firmware-dir DIR] [--sim NAME]... [-v]
+    rprocd [--mount DIR] ... --run -- PROGRAM [ARGS]   (start, run PROGRAM under `rproc run`,
+                                                        stop; PROGRAM's exit status)
 
 Owns ``Daemon`` (the host, the machine, the ABI tree, the mount, and their shutdown order) and
 ``main`` (the console script).
@@ -35,6 +37,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,13 +46,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from remoteproc.abi.devices import PlatformInfo, SocInfo, default_platform
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.client.launch import clear_stale_mount
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
-from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE
+from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE, CoreSpec, load_machine_spec
 
 if TYPE_CHECKING:
     from remoteproc.platforms.sim import SimPlatform
@@ -108,6 +112,14 @@ def _check_mountpoint(path: Path) -> None:
                          "system; choose an empty folder such as /tmp/rproc", file=str(path))
 
 
+def machine_platform(core: CoreSpec) -> PlatformInfo:
+    """A core's platform device as the machine description names it (a DT device)."""
+    node = core.node or core.name
+    return PlatformInfo(core.platform_device, core.driver, of_name=node,
+                        of_fullname=f"/soc/{node}@{core.unit_address:x}",
+                        compatible=(core.compatible,))
+
+
 class Daemon:
     """One rprocd run. ``start()`` then ``wait()`` / ``stop()``; a context manager."""
 
@@ -159,12 +171,20 @@ class Daemon:
             from remoteproc.platforms.sim import SimPlatform
 
             img = sim_image()
-            for name in self.sims:
+            pdevs: dict[str, PlatformInfo] = {}
+            for i, name in enumerate(self.sims):
                 sim = SimPlatform(name)
                 self._sim_platforms.append(sim)
                 host.add_firmware(f"rproc-{name}-fw", img)
+                pdevs[name] = PlatformInfo(f"sim-rproc.{i}", "sim-rproc")
+                self.tree.model.platform_of = (
+                    lambda r: pdevs.get(r.name) or default_platform(r))
                 sim.make_rproc(name, host=host, auto_boot=False)
         else:
+            spec = load_machine_spec(self.machine_path or DEFAULT_MACHINE)
+            self.tree.model.soc = SocInfo(spec.model, spec.family, spec.soc_id, spec.revision)
+            by_name = {c.name: machine_platform(c) for c in spec.cores}
+            self.tree.model.platform_of = lambda r: by_name.get(r.name) or default_platform(r)
             self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
 
@@ -211,8 +231,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run remote processors and serve the Linux remoteproc/rpmsg userspace ABI "
                     "(sysfs, debugfs, /dev/remoteprocN, /dev/rpmsg*, /dev/ttyRPMSG*) under "
                     "a FUSE mount, in the foreground, until SIGTERM, SIGINT or SIGHUP.")
-    p.add_argument("--mount", required=True, type=Path, metavar="DIR",
-                   help="where to mount the tree (created if missing)")
+    p.add_argument("--mount", type=Path, metavar="DIR",
+                   help="where to mount the tree (created if missing; with --run, a "
+                        "temporary folder by default)")
     p.add_argument("--machine", type=Path, metavar="FILE",
                    help=f"machine description (default: the bundled virtual SoC, "
                         f"{DEFAULT_MACHINE.name})")
@@ -222,11 +243,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sim", action="append", default=[], metavar="NAME",
                    help="add an in-memory processor NAME instead of a machine (repeatable)")
     p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("--run", action="store_true",
+                   help="-- PROGRAM [ARGS]: once serving, run PROGRAM with the trees at /sys, "
+                        "/dev and /lib/firmware (`rproc run`), then stop; the exit status is "
+                        "PROGRAM's")
     return p
 
 
+def _run_program(mount: Path, argv: list[str], stop: threading.Event) -> int:
+    """``rproc run --root MOUNT -- argv`` in a fresh process (namespaces need one thread).
+    A stop signal to rprocd (``stop`` set) is passed on to the program as SIGTERM; rprocd
+    stops once the program has exited."""
+    cmd = [sys.executable, "-m", "remoteproc.cli", "run", "--root", str(mount), "--", *argv]
+    # The same package as ours, wherever the working directory went (libfuse moves it to /).
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(cmd, env=env)
+    forwarded = False
+    while True:
+        try:
+            status = proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if stop.is_set() and not forwarded:
+                proc.send_signal(signal.SIGTERM)
+                forwarded = True
+    return 128 - status if status < 0 else status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_argv: list[str] | None = None
+    if "--run" in argv:
+        # everything after --run (and an optional --) is the program's, untouched
+        at = argv.index("--run")
+        argv, run_argv = argv[:at + 1], argv[at + 1:]
+        if run_argv[:1] == ["--"]:
+            run_argv = run_argv[1:]
     args = _parser().parse_args(argv)
+    if run_argv is not None:
+        if not run_argv:
+            print("rprocd: --run needs a program (rprocd --run -- PROGRAM [ARGS])",
+                  file=sys.stderr)
+            return 2
+    elif args.mount is None:
+        print("rprocd: --mount DIR is required (or --run -- PROGRAM)", file=sys.stderr)
+        return 2
+    tmp_mount: Path | None = None
+    if args.mount is None:
+        tmp_mount = Path(tempfile.mkdtemp(prefix="rprocd-mount-"))
+        args.mount = tmp_mount
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="rprocd: %(name)s: %(message)s")
     daemon = Daemon(args.mount, machine=args.machine, firmware_dir=args.firmware_dir,
@@ -252,8 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # so a script's first `echo start` meets a settled state instead of racing the boot
         # (a start during an auto-boot would only raise the power count).
         daemon.host.workqueue.flush(timeout=30)
+        # With --run, stdout is the program's alone.
         print(f"rprocd: serving {len(daemon.host)} processors at {daemon.mountpoint}",
-              flush=True)
+              flush=True, file=sys.stderr if run_argv is not None else sys.stdout)
+        if run_argv is not None:
+            return _run_program(daemon.mountpoint, run_argv, daemon.stop_event)
         daemon.wait()
         return 0
     finally:
@@ -261,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s, h in previous.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(s, h)
+        if tmp_mount is not None:
+            with contextlib.suppress(OSError):
+                tmp_mount.rmdir()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """Serve a node tree (``node.py``) as a real filesystem over FUSE (mfusepy over libfuse3).
 
-Owns ``NodeOperations`` (the mfusepy ``Operations``: getattr/readdir/readlink/open/read/write/
-truncate/flush/release/ioctl/poll) and ``Mount`` (one mount: its serving thread, its unmount).
+Owns ``NodeOperations`` (the mfusepy ``Operations``: getattr/readdir (with d_type)/readlink/open/
+read/write/truncate/flush/release/ioctl/poll) and ``Mount`` (one mount: its serving thread, its
+unmount).
 
 Rules:
 - Every open file is a ``Handle`` keyed by the FUSE file handle; ``release`` comes once per open
@@ -205,11 +206,18 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
             st.update(st_mode=stat.S_IFREG | node.mode, st_nlink=1, st_size=size)
         return st
 
-    def readdir(self, path: str, fh: Any) -> list[str]:
+    def readdir(self, path: str, fh: Any) -> list[tuple[str, int, int]]:
+        """Names with their file type, so ``getdents`` fills ``d_type`` as sysfs does (programs
+        test ``d_type == DT_DIR`` without a stat)."""
         node = self._node(path)
         if not isinstance(node, Dir):
             raise mfusepy.FuseOSError(errno.ENOTDIR)
-        return [".", "..", *node.entries().keys()]
+        out = [(".", stat.S_IFDIR, 0), ("..", stat.S_IFDIR, 0)]
+        for name, child in node.entries().items():
+            kind = stat.S_IFDIR if isinstance(child, Dir) else \
+                stat.S_IFLNK if isinstance(child, Symlink) else stat.S_IFREG
+            out.append((name, kind, 0))
+        return out
 
     def readlink(self, path: str) -> str:
         node = self._node(path)

@@ -186,6 +186,10 @@ class Dir(Node):
             return self._entries()
         return self._entries
 
+    def get(self, name: str) -> Node | None:
+        """One entry (a lookup); subclasses may find it without listing the others."""
+        return self.entries().get(name)
+
 
 class Symlink(Node):
     def __init__(self, target: Callable[[], str] | str) -> None:
@@ -279,7 +283,7 @@ def lookup(root: Node, path: str) -> Node:
             continue
         if not isinstance(node, Dir):
             raise RprocError(errno.ENOTDIR, f"{part}: not a directory")
-        child = node.entries().get(part)
+        child = node.get(part)
         if child is None:
             raise RprocError(errno.ENOENT, f"{path}: no such file")
         node = child

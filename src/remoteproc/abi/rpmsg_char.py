@@ -1,5 +1,5 @@
-"""rpmsg_ctrl (``/dev/rpmsg_ctrlN``) and rpmsg_char (``/dev/rpmsgN``), spec §9.5-§9.6, plus the
-rpmsg device sysfs (``/sys/bus/rpmsg/devices``, ``/sys/class/rpmsg``).
+"""rpmsg_ctrl (``/dev/rpmsg_ctrlN``) and rpmsg_char (``/dev/rpmsgN``), spec §9.5-§9.6. Their sysfs
+(``/sys/bus/rpmsg``, ``/sys/class/rpmsg``) is the device model's (``devices.py``).
 
 Owns ``RpmsgAbi`` (the rpmsg drivers "rpmsg_ctrl" and "rpmsg_chrdev" bound to the buses it
 serves, its ctrl and endpoint devices and their minors), ``CtrlDev``, ``EptDev`` and their
@@ -50,18 +50,15 @@ from remoteproc.abi.node import (
     POLLOUT,
     POLLRDNORM,
     POLLWRNORM,
-    Attribute,
-    Dir,
     File,
     Handle,
     Node,
     Request,
-    Symlink,
     Waiters,
 )
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, RpmsgListener, registry
-from remoteproc.rpmsg.endpoint import Channel, Endpoint, addr_str
+from remoteproc.rpmsg.endpoint import Channel, Endpoint
 from remoteproc.rpmsg.virtio_rpmsg_bus import DEFAULT_TX_TIMEOUT, RpmsgBus
 from remoteproc.rpmsg.wire import RPMSG_ADDR_ANY
 from remoteproc.uapi import (
@@ -481,36 +478,10 @@ class RpmsgAbi:
             out[e.dev_name] = File(0o600, _ept_opener(e), size=0)
         return out
 
-    def class_dir(self) -> Dir:
-        """``/sys/class/rpmsg``."""
-
-        def entries() -> dict[str, Node]:
-            with self._lock:
-                ctrls = list(self.ctrls.values())
-                epts = list(self.eptdevs.values())
-            out: dict[str, Node] = {c.dev_name: Dir(_device_link(c.bus, "../..")) for c in ctrls}
-            for e in epts:
-                out[e.dev_name] = Dir({
-                    "name": _ro(f"{e.name}\n"),
-                    "src": _ro(f"{addr_str(e.src)}\n"),
-                    "dst": _ro(f"{addr_str(e.dst)}\n"),
-                    **_device_link(e.bus, "../.."),
-                })
-            return out
-
-        return Dir(entries)
-
-    def bus_devices_dir(self) -> Dir:
-        """``/sys/bus/rpmsg/devices``: every channel of the buses we serve."""
-
-        def entries() -> dict[str, Node]:
-            out: dict[str, Node] = {}
-            for bus in self.buses():
-                for ch in bus.channels():
-                    out[ch.device_name] = _channel_dir(ch, _device_link(bus, "../../../../class"))
-            return out
-
-        return Dir(entries)
+    def devices(self) -> tuple[list[CtrlDev], list[EptDev]]:
+        """The ctrl and endpoint devices now (for the device model, ``devices.py``)."""
+        with self._lock:
+            return list(self.ctrls.values()), list(self.eptdevs.values())
 
     # -- lifetime
     def close(self) -> None:
@@ -536,34 +507,6 @@ class RpmsgAbi:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _ro(text: str) -> Attribute:
-    # Names come from user space as bytes (non-UTF-8 ones kept as surrogates): shown as given.
-    data = text.encode("utf-8", "surrogateescape")
-    return Attribute(0o444, lambda: data, None, strict_open=True)
-
-
-def _device_link(bus: RpmsgBus, to_class: str) -> dict[str, Node]:
-    """``device``: which processor a device hangs off (on a board its sysfs path runs through
-    ``.../remoteprocN/...``; here a link to ``sys/class/remoteproc/remoteprocN``)."""
-    dev = getattr(getattr(bus, "rproc", None), "dev_name", None)
-    return {"device": Symlink(f"{to_class}/remoteproc/{dev}")} if dev else {}
-
-
-def _channel_dir(ch: Channel, extra: dict[str, Node] | None = None) -> Dir:
-    def override_show() -> bytes:
-        return f"{ch.driver_override or '(null)'}\n".encode()
-
-    return Dir({
-        **(extra or {}),
-        "name": _ro(f"{ch.name}\n"),
-        "src": Attribute(0o444, lambda: f"0x{ch.src:x}\n".encode(), None, strict_open=True),
-        "dst": _ro(f"0x{ch.dst:x}\n"),
-        "announce": _ro("true\n" if ch.announce else "false\n"),
-        "modalias": _ro(f"{ch.modalias}\n"),
-        "driver_override": Attribute(0o444, override_show, None, strict_open=True),
-    })
 
 
 def _ctrl_opener(dev: CtrlDev) -> Callable[[int], Handle]:

@@ -1,7 +1,7 @@
 """sysfs for remote processors (spec §2.1, ``remoteproc_sysfs.c``) and devcoredump's ``data``.
 
 Owns ``rproc_class_dir`` (``/sys/class/remoteproc/remoteprocN``: coredump, recovery, firmware,
-state, name) and ``devcoredump_dir`` (``/sys/class/devcoredump``).
+state, name) and ``devcoredump_data`` (``devcdN/data``; the device itself is devices.py's).
 
 Rules:
 - Reads render exactly the kernel's text; writes are matched with ``sysfs_streq`` (one trailing
@@ -27,13 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 from remoteproc.abi.kstr import cstring, sysfs_streq
-from remoteproc.abi.node import Attribute, Dir, File, Handle, Node, Notifier, Request, Symlink
+from remoteproc.abi.node import Attribute, Dir, File, Handle, Node, Notifier, Request
 from remoteproc.core.coredump import DumpConf
 from remoteproc.core.rproc import Rproc
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 
-__all__ = ["PAGE_SIZE", "devcoredump_dir", "rproc_class_dir"]
+__all__ = ["PAGE_SIZE", "devcoredump_data", "rproc_class_dir"]
 
 log = logging.getLogger("remoteproc.abi")
 
@@ -156,24 +156,6 @@ def _dump_opener(store: Any, n: int) -> Callable[[int], Handle]:
     return lambda flags: _DumpHandle(store, n)
 
 
-def devcoredump_dir(store_of: Callable[[], Any],
-                    device_of: Callable[[str], str | None] = lambda name: None) -> Dir:
-    """``/sys/class/devcoredump``: one ``devcdN`` per pending dump of ``store_of()``'s store;
-    ``failing_device`` links to ``remoteprocN`` when ``device_of(rproc name)`` knows it."""
-
-    def entries() -> dict[str, Node]:
-        store = store_of()
-        out: dict[str, Node] = {}
-        for n in store.list():
-            try:
-                info = store.info(n)
-            except RprocError:
-                continue
-            files: dict[str, Node] = {"data": File(0o600, _dump_opener(store, n), size=info.size)}
-            dev = device_of(info.rproc_name)
-            if dev is not None:
-                files["failing_device"] = Symlink(f"../../remoteproc/{dev}")
-            out[f"devcd{n}"] = Dir(files)
-        return out
-
-    return Dir(entries)
+def devcoredump_data(store: Any, n: int, size: int) -> File:
+    """``devcdN/data``: reads the dump; reading to the end or any write releases it."""
+    return File(0o600, _dump_opener(store, n), size=size)

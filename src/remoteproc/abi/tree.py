@@ -2,11 +2,18 @@
 
 Owns ``AbiTree``: the root ``Dir`` with
 
-- ``sys/class/remoteproc/remoteprocN/`` (sysfs.py), ``sys/class/devcoredump/devcdN/``,
+- ``sys/devices/...`` (the device model, devices.py: ``platform/soc/<unit>.<node>/remoteproc/
+  remoteprocN/rproc-virtio.K.auto/virtioM/<rpmsg devices>/...`` and ``soc0``), with
+  ``sys/class/{remoteproc,rpmsg,tty}/`` and ``sys/bus/{platform,virtio,rpmsg,soc}/`` linking
+  into it; a processor's attributes are sysfs.py's; ``sys/class/devcoredump/devcdN`` links to
+  ``sys/devices/virtual/devcoredump/devcdN/{data,failing_device}``,
 - ``sys/kernel/debug/remoteproc/remoteprocN/`` (debugfs.py),
 - ``dev/remoteprocN`` (cdev.py), ``dev/rpmsg_ctrlN``, ``dev/rpmsgN`` (rpmsg_char.py),
   ``dev/ttyRPMSGn`` (tty.py),
-- ``sys/bus/rpmsg/devices/``, ``sys/class/rpmsg/``,
+- ``rprocd/devfs/``: what ``rproc run`` mounts at /dev: the ``dev`` entries plus, for every
+  name in the host's /dev that they do not use, its link or an empty placeholder of its kind
+  on which ``rproc run`` binds the host's entry. ``rprocd/mnt/`` is an empty directory
+  ``rproc run`` mounts on (in its own namespace) while it builds the namespace,
 - ``lib/firmware`` (a link to the host's first firmware folder, so ``cp`` lands in the search
   path),
 - ``rprocd/events``: not a kernel file; each open file receives every event the host's core
@@ -39,6 +46,13 @@ from typing import Any
 
 from remoteproc.abi.cdev import rproc_cdev
 from remoteproc.abi.debugfs import rproc_debug_dir
+from remoteproc.abi.devices import (
+    CharDevice,
+    DeviceModel,
+    HostDevDir,
+    PlatformInfo,
+    SocInfo,
+)
 from remoteproc.abi.node import (
     POLLIN,
     POLLRDNORM,
@@ -52,7 +66,7 @@ from remoteproc.abi.node import (
     Waiters,
 )
 from remoteproc.abi.rpmsg_char import RpmsgAbi
-from remoteproc.abi.sysfs import devcoredump_dir, rproc_class_dir
+from remoteproc.abi.sysfs import devcoredump_data, rproc_class_dir
 from remoteproc.abi.tty import TtyAbi
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
@@ -142,19 +156,26 @@ class EventsHandle(Handle):
 
 
 class AbiTree:
-    """The mountable tree for ``host``. ``rpmsg=False`` leaves the rpmsg/tty devices out."""
+    """The mountable tree for ``host``. ``rpmsg=False`` leaves the rpmsg/tty devices out;
+    ``soc`` and ``platform_of`` describe the SoC and each processor's platform device (the
+    machine description's; defaults otherwise)."""
 
-    def __init__(self, host: Host, *, rpmsg: bool = True) -> None:
+    def __init__(self, host: Host, *, rpmsg: bool = True, soc: SocInfo | None = None,
+                 platform_of: Callable[[Rproc], PlatformInfo] | None = None) -> None:
         self.host = host
         self._lock = threading.Lock()
         self._per: dict[int, _PerRproc] = {}
         self._readers: list[EventsHandle] = []
+        self._dump_nodes: dict[int, Node] = {}
         self.rpmsg: RpmsgAbi | None = None
         self.tty: TtyAbi | None = None
         if rpmsg:
             self.rpmsg = RpmsgAbi(self._owns_bus)
             self.tty = TtyAbi(self._owns_bus)
         self._sub = host.subscribe(self._on_event)
+        self.model = DeviceModel(
+            lambda: [(p.rproc, p.sysfs.entries()) for p in self._rprocs().values()],
+            rpmsg=self.rpmsg, tty=self.tty, soc=soc, platform_of=platform_of, dumps=self._dumps)
         self.root = self._build()
         self._closed = False
 
@@ -176,6 +197,29 @@ class AbiTree:
                 if per is None or per.rproc is not r:
                     per = self._per[id(r)] = _PerRproc(r)
                 out[r.dev_name] = per
+        return out
+
+    def _dumps(self) -> list[tuple[int, str, Node]]:
+        """Pending dumps: (N of devcdN, the failing processor's remoteprocN, the data file).
+        The data nodes are cached per dump, so the snapshot sees the same objects."""
+        store = self.host.coredump_store
+        out: list[tuple[int, str, Node]] = []
+        live: set[int] = set()
+        for n in store.list():
+            try:
+                info = store.info(n)
+            except RprocError:
+                continue
+            live.add(n)
+            r = self.host.by_name(info.rproc_name)
+            with self._lock:
+                data = self._dump_nodes.get(n)
+                if data is None:
+                    data = self._dump_nodes[n] = devcoredump_data(store, n, info.size)
+            out.append((n, r.dev_name if r is not None else "", data))
+        with self._lock:
+            for n in [k for k in self._dump_nodes if k not in live]:
+                del self._dump_nodes[n]
         return out
 
     def notifiers(self, rproc: Rproc) -> _PerRproc | None:
@@ -211,8 +255,7 @@ class AbiTree:
     # -- the tree
 
     def _build(self) -> Dir:
-        def class_remoteproc() -> dict[str, Node]:
-            return {name: per.sysfs for name, per in self._rprocs().items()}
+        model = self.model
 
         def debug_remoteproc() -> dict[str, Node]:
             return {name: per.debugfs for name, per in self._rprocs().items()}
@@ -225,21 +268,19 @@ class AbiTree:
                 out.update(self.tty.dev_entries())
             return out
 
-        def device_of(name: str) -> str | None:
-            r = self.host.by_name(name)
-            return r.dev_name if r is not None else None
-
         sys_class: dict[str, Node] = {
-            "remoteproc": Dir(class_remoteproc),
-            "devcoredump": devcoredump_dir(lambda: self.host.coredump_store, device_of),
+            "remoteproc": model.class_dir("remoteproc"),
+            "devcoredump": model.class_dir("devcoredump"),
         }
-        sys_bus: dict[str, Node] = {}
+        sys_bus: dict[str, Node] = {b: model.bus_dir(b) for b in ("platform", "soc", "virtio")}
         if self.rpmsg is not None:
-            sys_class["rpmsg"] = self.rpmsg.class_dir()
-            sys_bus["rpmsg"] = Dir({"devices": self.rpmsg.bus_devices_dir()})
+            sys_class["rpmsg"] = model.class_dir("rpmsg")
+            sys_class["tty"] = model.class_dir("tty")
+            sys_bus["rpmsg"] = model.bus_dir("rpmsg")
         sys_dir = Dir({
-            "class": Dir(sys_class),
             "bus": Dir(sys_bus),
+            "class": Dir(sys_class),
+            "devices": model.devices_dir(),
             "kernel": Dir({"debug": Dir({"remoteproc": Dir(debug_remoteproc)})}),
         })
 
@@ -251,8 +292,26 @@ class AbiTree:
             "sys": sys_dir,
             "dev": Dir(dev),
             "lib": Dir(lib),
-            "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0)}),
+            "rprocd": Dir({"events": File(0o444, lambda flags: EventsHandle(self), size=0),
+                           "devfs": HostDevDir(dev), "mnt": Dir({})}),
         })
+
+    # -- character devices (what a CUSE back end would register)
+
+    def char_devices(self) -> list[CharDevice]:
+        """Every character device now: its name, the ``dev`` numbers sysfs shows and the node
+        serving it. ``fs.py`` serves these as files under ``dev/``; a CUSE back end (where the
+        kernel has CUSE) would register one device per entry with these numbers and serve the
+        same ``Handle`` objects (open/read/write/ioctl/poll/release map one to one)."""
+        nodes = self.root.entries()["dev"]
+        assert isinstance(nodes, Dir)
+        files = nodes.entries()
+        out = []
+        for d in self.model.snapshot().devs:
+            node = files.get(d.name)
+            if d.devt is not None and node is not None:
+                out.append(CharDevice(d.name, d.devt, node))
+        return out
 
     # -- lifetime
 

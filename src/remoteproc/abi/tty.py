@@ -56,6 +56,9 @@ class TtyPort:
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
         self.slave_path = os.ttyname(self.slave)
+        rdev = os.fstat(self.slave).st_rdev
+        # sysfs ``dev``: the pty's own numbers, so stat(/dev/ttyRPMSGn) agrees with it.
+        self.devt = (os.major(rdev), os.minor(rdev))
         self._stop_r, self._stop_w = os.pipe()
         self._closed = False
         self.dropped = 0
@@ -187,6 +190,10 @@ class TtyAbi:
         with self._lock:
             if self.ports.get(port.index) is port:
                 del self.ports[port.index]
+
+    def port_list(self) -> list[TtyPort]:
+        with self._lock:
+            return list(self.ports.values())
 
     def dev_entries(self) -> dict[str, Node]:
         with self._lock:

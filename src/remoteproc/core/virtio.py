@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -68,13 +67,8 @@ _TRANSPORT_F_END = 42
 # The transport bits vring_transport_features() keeps.
 _KNOWN_TRANSPORT = frozenset({28, 29, 32, 33, 34, 35, 36, 37, 38, 39, 40})
 
-_virtio_index = itertools.count()
-_virtio_index_lock = threading.Lock()
-
-
-def _next_virtio_index() -> int:
-    with _virtio_index_lock:
-        return next(_virtio_index)
+# The platform bus's PLATFORM_DEVID_AUTO ida: "rproc-virtio.N.auto" takes the lowest free N.
+platform_devid_ida = bus.Ida()
 
 
 def transport_features(features: int) -> int:
@@ -119,6 +113,13 @@ class RprocVdev(Subdev):
         self.name = f"vdev{index}"
         self.vrings: list[RprocVring] = []
         self.virtio: RprocVirtioDevice | None = None
+        # N of the "rproc-virtio.N.auto" platform device (PLATFORM_DEVID_AUTO); -1 until the
+        # probe succeeded, and again once removed.
+        self.pdev_id = -1
+
+    @property
+    def pdev_name(self) -> str:
+        return f"rproc-virtio.{self.pdev_id}.auto"
 
     # -- the entry in the current table
 
@@ -179,6 +180,9 @@ class RprocVdev(Subdev):
         for rvring in self.vrings:
             self._free_vring(rvring)
         self.rproc.remove_subdev(self)
+        if self.pdev_id >= 0:
+            platform_devid_ida.free(self.pdev_id)
+            self.pdev_id = -1
 
     # -- subdevice
 
@@ -245,6 +249,7 @@ def probe_vdev(rproc: Rproc, rsc: Vdev, rsc_offset: int, index: int) -> RprocVde
         # boot going without this vdev (§5.4 6g).
         log.error("%s: failed to probe vdev%d: %s", rproc.dev_name, index, exc.message)
         return None
+    rvdev.pdev_id = platform_devid_ida.alloc()
     rproc.rvdevs.append(rvdev)
     rproc.add_subdev(rvdev)
     return rvdev
@@ -257,7 +262,7 @@ class RprocVirtioDevice:
         self.rvdev = rvdev
         self.rproc: Rproc = rvdev.rproc
         self.id = rvdev.id
-        self.index = _next_virtio_index()
+        self.index = bus.virtio_index_ida.alloc()
         self.name = f"virtio{self.index}"
         self.byteorder = rvdev.rproc.byteorder
         self.features = 0  # negotiated (vdev->features)
@@ -451,6 +456,9 @@ class RprocVirtioDevice:
         self.del_vqs()
         if self._pool is not None:
             self._pool.close()
+        if self.index >= 0:
+            bus.virtio_index_ida.free(self.index)
+            self.index = -1
 
     def __repr__(self) -> str:
         return f"<RprocVirtioDevice {self.name} id={self.id} of {self.rproc.dev_name}>"

@@ -14,17 +14,24 @@ Rules:
 - Listener methods run in the thread that caused the event (the receive thread for name-service
   announcements, the lifecycle thread for teardown), with no rpmsg lock held; an exception in a
   listener is logged and swallowed so it cannot break the bus.
+- ``drivers_autoprobe`` (the bus's sysfs file): while False, new channels and new drivers are
+  not bound automatically; ``bind``/``drivers_probe`` still bind on request.
+- Binding on request follows ``drivers/base/bus.c``: an unknown or unregistered device, or a
+  driver that does not match, is ENODEV; a bound device is EBUSY; a failed probe gives the
+  probe's errno. Unbinding a device not bound to that driver is ENODEV.
 - The registry lock is a leaf: it is never held while calling out (probe, remove, listeners).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from remoteproc.errors import RprocError
 from remoteproc.rpmsg.endpoint import Channel, RxCallback
 from remoteproc.rpmsg.wire import RPMSG_NAME_SIZE
 
@@ -88,6 +95,7 @@ class RpmsgRegistry:
         self._buses: list[RpmsgBus] = []
         self._drivers: list[RpmsgDriver] = []
         self._listeners: list[RpmsgListener] = []
+        self.drivers_autoprobe = True
 
     # -- queries -----------------------------------------------------------------------------
     def buses(self) -> list[RpmsgBus]:
@@ -115,8 +123,10 @@ class RpmsgRegistry:
                 return
             self._drivers.append(driver)
             buses = list(self._buses)
-        for bus in buses:
-            bus.bind_unbound(driver)
+            autoprobe = self.drivers_autoprobe
+        if autoprobe:
+            for bus in buses:
+                bus.bind_unbound(driver)
 
     def unregister_driver(self, driver: RpmsgDriver) -> None:
         with self._lock:
@@ -126,6 +136,42 @@ class RpmsgRegistry:
             buses = list(self._buses)
         for bus in buses:
             bus.unbind_driver(driver)
+
+    def find_driver(self, name: str) -> RpmsgDriver | None:
+        with self._lock:
+            return next((d for d in self._drivers if d.name == name), None)
+
+    def bind(self, channel: Channel, driver: RpmsgDriver) -> None:
+        """``bind_store``: bind ``channel`` to ``driver`` on request (errnos: module rules)."""
+        if not channel.registered or driver not in self.drivers():
+            raise RprocError(errno.ENODEV, f"{channel.device_name}: no such device")
+        if not rpmsg_match(channel, driver):
+            raise RprocError(errno.ENODEV,
+                             f"{channel.device_name}: driver {driver.name} does not match")
+        channel.bus.bind(channel, driver)
+
+    def unbind(self, channel: Channel, driver: RpmsgDriver) -> None:
+        """``unbind_store``: ENODEV unless ``channel`` is bound to ``driver``."""
+        if not channel.registered or channel.driver is not driver:
+            raise RprocError(errno.ENODEV,
+                             f"{channel.device_name}: not bound to {driver.name}")
+        channel.bus.unbind(channel, driver)
+
+    def probe_channel(self, channel: Channel) -> None:
+        """``drivers_probe``: bind an unbound channel to the first driver that matches (none
+        is fine, as is a failed probe: ``device_attach`` ignores both)."""
+        if not channel.registered:
+            raise RprocError(errno.ENODEV, f"{channel.device_name}: no such device")
+        if channel.driver is not None:
+            return
+        for drv in self.drivers():
+            if rpmsg_match(channel, drv):
+                try:
+                    channel.bus.bind(channel, drv)
+                    return
+                except RprocError as exc:
+                    if exc.errno == errno.EBUSY:
+                        return
 
     def driver_for(self, channel: Channel) -> RpmsgDriver | None:
         with self._lock:

@@ -105,6 +105,9 @@ class RpmsgBus:
         self.tx_timeout = DEFAULT_TX_TIMEOUT
         self._hdr = hdr_struct(self.byteorder)
         self._lock = threading.Lock()
+        # Serializes binds and unbinds asked for through sysfs (never taken by the bus's own
+        # automatic binds, which run on the receive thread).
+        self._request_lock = threading.Lock()
         self._rx_lock = threading.RLock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
@@ -697,7 +700,7 @@ class RpmsgBus:
             ch = Channel(self, name, src, dst, announce=announce, driver_override=driver_override)
             self._channels.append(ch)
         registry.channel_added(ch)
-        drv = registry.driver_for(ch)
+        drv = registry.driver_for(ch) if registry.drivers_autoprobe else None
         if drv is not None:
             self._bind(ch, drv)
         return ch
@@ -728,47 +731,74 @@ class RpmsgBus:
                 if ch.driver is driver:
                     self._unbind(ch)
 
-    def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
-        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement.
+    def bind(self, ch: Channel, drv: RpmsgDriver) -> None:
+        """Bind on request (sysfs ``bind``): EBUSY when bound, the probe's error when it
+        fails (``device_driver_attach``)."""
+        # one bind or unbind on request at a time, and the channel's device lock against a
+        # removal racing with the probe
+        with self._request_lock, ch.dev_lock:
+            with self._lock:
+                if self._removing or ch not in self._channels or not ch.registered:
+                    raise RprocError(errno.ENODEV, f"{ch.device_name}: no such device")
+            if ch.driver is not None:
+                raise RprocError(errno.EBUSY, f"{ch.device_name} is bound to {ch.driver.name}")
+            err = self._probe_driver(ch, drv)
+            if err is not None:
+                raise err
 
-        All of it under the channel's device lock, as the driver core holds ``device_lock``
-        around ``really_probe``: an unbind racing with the probe (the bus removed on stop or
-        crash while a name-service announcement is being bound, or the driver unregistered)
-        waits for it and then frees what the probe allocated (a ttyRPMSG port, an rpmsg char
-        device, the default endpoint) instead of finding half a binding and leaking the rest.
-        """
+    def unbind(self, ch: Channel, drv: RpmsgDriver | None = None) -> None:
+        """Unbind on request (sysfs ``unbind``): the driver's remove (``device_release_driver``);
+        ENODEV when ``drv`` is given and is not the channel's driver."""
+        with self._request_lock:
+            if drv is not None and ch.driver is not drv:
+                raise RprocError(errno.ENODEV, f"{ch.device_name}: not bound to {drv.name}")
+            self._unbind(ch)
+
+    def _bind(self, ch: Channel, drv: RpmsgDriver) -> bool:
+        """``rpmsg_dev_probe`` through the bus's own matching (announcements, driver
+        registration).
+
+        Under the channel's device lock, as the driver core holds ``device_lock`` around
+        ``really_probe``: an unbind racing with the probe (the bus removed on stop or crash while
+        a name-service announcement is being bound, or the driver unregistered) waits for it and
+        then frees what the probe allocated (a ttyRPMSG port, an rpmsg char device, the default
+        endpoint) instead of finding half a binding and leaking the rest."""
         with ch.dev_lock:
             if ch.driver is not None or not ch.registered:
                 return False
-            ept = None
-            if drv.callback is not None:
-                try:
-                    ept = self.create_ept(
-                        drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch
-                    )
-                except RprocError as err:
-                    log.error(
-                        "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
-                    )
-                    return False
-                ch.src = ept.addr
-                ept.dst = ch.dst
-                ch.ept = ept
+            return self._probe_driver(ch, drv) is None
+
+    def _probe_driver(self, ch: Channel, drv: RpmsgDriver) -> RprocError | None:
+        """``rpmsg_dev_probe``: default endpoint, driver probe, then the announcement; the
+        caller holds ``ch.dev_lock``. The binding is published (``ch.driver``) only once the
+        probe has returned, so an unbind never sees half of it."""
+        ept = None
+        if drv.callback is not None:
             try:
-                data = drv.probe(ch) if drv.probe is not None else None
-            except Exception as err:
+                ept = self.create_ept(drv.callback, ch.name, ch.src, RPMSG_ADDR_ANY, channel=ch)
+            except RprocError as err:
                 log.error(
-                    "%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err
+                    "%s: failed to create endpoint for %s: %s", self.name, ch.device_name, err
                 )
-                ch.ept = None
-                if ept is not None:
-                    self.destroy_ept(ept)
-                return False
-            ch.driver_data = data
-            ch.driver = drv
-            if ch.announce:
-                self._announce(ch, RPMSG_NS_CREATE)
-            return True
+                return err
+            ch.src = ept.addr
+            ept.dst = ch.dst
+            ch.ept = ept
+        try:
+            data = drv.probe(ch) if drv.probe is not None else None
+        except Exception as err:
+            log.error("%s: %s: probe of %s failed: %s", self.name, drv.name, ch.device_name, err)
+            ch.ept = None
+            if ept is not None:
+                self.destroy_ept(ept)
+            if isinstance(err, RprocError):
+                return err
+            return RprocError(errno.EINVAL, f"probe of {ch.device_name} failed: {err}")
+        ch.driver_data = data
+        ch.driver = drv
+        if ch.announce:
+            self._announce(ch, RPMSG_NS_CREATE)
+        return None
 
     def _unbind(self, ch: Channel) -> None:
         """``rpmsg_dev_remove``: the announcement, the driver's remove, the endpoint."""

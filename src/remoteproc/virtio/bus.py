@@ -8,6 +8,9 @@ Rules:
   the kernel loads a module by its modalias.
 - The status byte, features and config space live in the resource table (device memory); the
   transport reads and writes them there, so the remote sees every change in place.
+- Device indexes (``virtioN``) come from ``virtio_index_ida``: the lowest free number, taken at
+  registration and given back at unregistration (the kernel's ``virtio_index_ida``), so a
+  processor that restarts gets its ``virtio0`` back.
 - Feature bits above 31 cannot be offered by a remoteproc vdev (``dfeatures`` is 32 bits), so
   devices are always legacy: native byte order for rings and rpmsg (spec §9.1).
 """
@@ -86,6 +89,29 @@ class VirtioDriver(Protocol):
     def probe(self, vdev: VirtioDevice) -> object: ...
     def remove(self, vdev: VirtioDevice, state: object) -> None: ...
 
+
+class Ida:
+    """The kernel's ``struct ida``: ``alloc()`` takes the lowest free number, ``free(n)`` gives
+    it back. Thread-safe (a leaf lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._used: set[int] = set()
+
+    def alloc(self) -> int:
+        with self._lock:
+            n = 0
+            while n in self._used:
+                n += 1
+            self._used.add(n)
+            return n
+
+    def free(self, n: int) -> None:
+        with self._lock:
+            self._used.discard(n)
+
+
+virtio_index_ida = Ida()
 
 _lock = threading.Lock()
 _drivers: list[VirtioDriver] = []

@@ -8,6 +8,11 @@ Format (every number may be written in hex)::
 
     [machine]
     name = "vsoc"
+    model = "..."              # optional, the device model (docs/abi-device-model.md):
+    family = "vsoc"            #   /sys/devices/soc0/{machine,family,soc_id,revision}
+    soc_id = "vsoc"
+    revision = "1.0"
+    driver = "vsoc-rproc"      #   the platform driver of every core (e.g. "stm32-rproc")
 
     [ddr]                      # shared by every core and the host; pa == da
     base = 0x80000000
@@ -23,6 +28,10 @@ Format (every number may be written in hex)::
     recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
     memory = [ { name = "tcm", da = 0x0, size = 0x80000 },
                { name = "sram", da = 0x20000000, size = 0x40000 } ]
+    node = "m4"                # optional: the DT node; the platform device is
+    unit_address = 0x10000000  #   "<unit_address>.<node>" under /sys/devices/platform/soc
+    compatible = "vsoc,m4"     #   (defaults: the core's name, 0x10000000 + index * 0x100000,
+    driver = "..."             #   "vsoc,<cpu>", the machine's driver)
 
 ``memory`` is optional (the default is the TCM and SRAM of docs/virtual-soc.md). The mailbox,
 console, timer, watchdog and system control windows are at the fixed addresses of that page.
@@ -75,6 +84,10 @@ MMIO_SIZE = 0x5000
 SCS_BASE = 0xE000_E000
 SCS_SIZE = 0x1000
 _PAGE = 0x1000
+DEFAULT_DRIVER = "vsoc-rproc"
+DEFAULT_MODEL = "remoteproc virtual SoC"
+_UNIT_BASE = 0x1000_0000  # default unit address of core 0; each next core 1 MiB further
+_UNIT_STEP = 0x10_0000
 # The kernel's NUM_RPROC_DEVICES: minors of the remoteproc character devices (/dev/remoteprocN).
 MAX_CORES = 64
 
@@ -95,6 +108,15 @@ class CoreSpec:
     firmware: str | None = None
     recovery: str = "reload"
     memory: tuple[MemorySpec, ...] = ()
+    node: str = ""
+    unit_address: int = 0
+    compatible: str = ""
+    driver: str = DEFAULT_DRIVER
+
+    @property
+    def platform_device(self) -> str:
+        """The platform device's name: ``of_device_make_bus_id``'s ``"%llx.%pOFn"``."""
+        return f"{self.unit_address:x}.{self.node or self.name}"
 
     @property
     def arch(self) -> str:
@@ -115,6 +137,11 @@ class MachineSpec:
     dma_size: int
     cores: tuple[CoreSpec, ...]
     source: str = "<string>"
+    model: str = DEFAULT_MODEL
+    family: str = "vsoc"
+    soc_id: str = "vsoc"
+    revision: str = "1.0"
+    driver: str = DEFAULT_DRIVER
 
     def core(self, name: str) -> CoreSpec:
         for c in self.cores:
@@ -201,8 +228,17 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
     if not isinstance(mt, dict):
         raise top.fail("machine", "expected a table")
     m = _Reader(source, mt, "machine")
-    m.check_keys({"name"})
+    m.check_keys({"name", "model", "family", "soc_id", "revision", "driver"})
     name = m.str_("name", default="vsoc") or "vsoc"
+    model = m.str_("model", default=DEFAULT_MODEL) or DEFAULT_MODEL
+    family = m.str_("family", default="vsoc") or "vsoc"
+    soc_id = m.str_("soc_id", default="vsoc") or "vsoc"
+    revision = m.str_("revision", default="1.0") or "1.0"
+    driver = _sysfs_name(m, "driver", m.str_("driver", default=DEFAULT_DRIVER) or DEFAULT_DRIVER)
+    for key, val in (("model", model), ("family", family), ("soc_id", soc_id),
+                     ("revision", revision)):
+        if "\n" in val or "\0" in val or len(val) > 256:
+            raise m.fail(key, "expected one line of at most 256 characters")
 
     dt = doc.get("ddr", {})
     if not isinstance(dt, dict):
@@ -236,7 +272,8 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
         if not isinstance(ct, dict):
             raise top.fail(f"core[{i}]", "expected a table")
         c = _Reader(source, ct, f"core[{i}]")
-        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory"})
+        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory", "node",
+                      "unit_address", "compatible", "driver"})
         cname = c.req_str("name")
         if cname in seen:
             raise c.fail("name", f"duplicate core name {cname!r}")
@@ -284,8 +321,29 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
                     if _overlaps((ms.da, ms.size), (oda, osize)):
                         raise r.fail("da", f"region {ms.name!r} at {ms.da:#x} overlaps {oname}")
                 mems.append(ms)
-        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems)))
-    return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source)
+        node = _sysfs_name(c, "node", c.str_("node", default=cname) or cname)
+        unit = c.int_("unit_address", default=_UNIT_BASE + i * _UNIT_STEP)
+        compatible = c.str_("compatible", default=f"vsoc,{cpu}") or f"vsoc,{cpu}"
+        if any(ch.isspace() or ch == "\0" for ch in compatible):
+            raise c.fail("compatible", f"{compatible!r} has white space")
+        cdriver = _sysfs_name(c, "driver", c.str_("driver", default=driver) or driver)
+        core = CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), node, unit,
+                        compatible, cdriver)
+        for prev in cores:
+            if prev.platform_device == core.platform_device:
+                raise c.fail("unit_address", f"platform device {core.platform_device!r} is "
+                             f"also core[{prev.index}]'s (give another node or unit_address)")
+        cores.append(core)
+    return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source,
+                       model, family, soc_id, revision, driver)
+
+
+def _sysfs_name(r: _Reader, key: str, value: str) -> str:
+    """A name that becomes a sysfs directory: no '/', no white space, at most 64 bytes."""
+    if "/" in value or any(ch.isspace() or ch == "\0" for ch in value) or len(value) > 64:
+        raise r.fail(key, f"{value!r} cannot name a sysfs entry (no '/', no white space, "
+                     "at most 64 characters)")
+    return value
 
 
 def load_machine_spec(path: str | Path) -> MachineSpec:
