@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import grimp
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,10 +129,6 @@ def _lint_imports(contract: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 14 item 6, not done yet on main: remoteproc.remotes.echo imports "
-    "remoteproc.platforms.process (remotes and platforms are independent siblings); remove this "
-    "mark when the shared transport module lands (strict: an unexpected pass fails)"))
 def test_layer_contract() -> None:
     r = _lint_imports("layers")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -4,6 +4,7 @@ through ``sh``; SIGTERM/SIGINT stop every processor and unmount, also with files
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ class Rprocd:
     def __init__(self, root: Path, *args: str) -> None:
         self.root = root
         # rprocd refuses a firmware folder that does not exist (it is the user's to create)
-        for opt, value in zip(args, args[1:], strict=False):
+        for opt, value in itertools.pairwise(args):
             if opt == "--firmware-dir":
                 Path(value).mkdir(parents=True, exist_ok=True)
         # -v logs go to a file: a pipe nobody reads during the test would fill and block rprocd

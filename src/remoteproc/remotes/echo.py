@@ -48,7 +48,9 @@ from types import FrameType, TracebackType
 
 from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import TableBuilder
-from remoteproc.platforms.process import (
+from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
+from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
+from remoteproc.transport.openamp_linux import (
     DEFAULT_LAYOUT,
     DEFAULT_SCHED_SLICE,
     DEFAULT_SHM_NAME,
@@ -59,8 +61,6 @@ from remoteproc.platforms.process import (
     ShmLayout,
     set_sched_slice,
 )
-from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
-from remoteproc.rpmsg.wire import VIRTIO_RPMSG_F_NS
 from remoteproc.virtio.bus import VIRTIO_ID_RPMSG, VIRTIO_RING_F_EVENT_IDX
 
 __all__ = [

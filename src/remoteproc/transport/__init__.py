@@ -1,0 +1,1 @@
+"""Transports shared by the host's platform drivers and the remotes written in Python."""
