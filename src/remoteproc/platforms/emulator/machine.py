@@ -17,7 +17,9 @@ Format (every number may be written in hex)::
 
     [[core]]
     name = "m4"
-    cpu = "cortex-m4"          # cortex-m4 | rv32imac | rv64imac
+    cpu = "cortex-m4"          # cortex-m4 (M4F) | cortex-m33 | rv32imac | rv64imac
+    clock_hz = 209000000       # optional: the core clock SysTick counts (default: 209 MHz
+                               # for cortex-m4, 400 MHz for cortex-m33; one per instruction)
     boot = "auto"              # auto (rproc auto-boot) | manual (starts offline) | preloaded
     firmware = "rpmsg-echo-m4.elf"
     recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
@@ -66,7 +68,7 @@ __all__ = [
 MACHINES_DIR = Path(__file__).resolve().parent / "machines"
 DEFAULT_MACHINE = MACHINES_DIR / "default.toml"
 
-CPU_TYPES = ("cortex-m4", "rv32imac", "rv64imac")
+CPU_TYPES = ("cortex-m4", "cortex-m33", "rv32imac", "rv64imac")
 BOOT_MODES = ("auto", "manual", "preloaded")
 RECOVERY_MODES = ("reload", "attach")
 # The peripheral block (mailbox, console, timer, watchdog, sysctl) and the Cortex-M SCS.
@@ -95,6 +97,7 @@ class CoreSpec:
     firmware: str | None = None
     recovery: str = "reload"
     memory: tuple[MemorySpec, ...] = ()
+    clock_hz: int | None = None  # the core clock (SysTick); None: the cpu type's default
 
     @property
     def arch(self) -> str:
@@ -236,7 +239,7 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
         if not isinstance(ct, dict):
             raise top.fail(f"core[{i}]", "expected a table")
         c = _Reader(source, ct, f"core[{i}]")
-        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory"})
+        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory", "clock_hz"})
         cname = c.req_str("name")
         if cname in seen:
             raise c.fail("name", f"duplicate core name {cname!r}")
@@ -284,7 +287,13 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
                     if _overlaps((ms.da, ms.size), (oda, osize)):
                         raise r.fail("da", f"region {ms.name!r} at {ms.da:#x} overlaps {oname}")
                 mems.append(ms)
-        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems)))
+        clock_hz: int | None = None
+        if "clock_hz" in ct:
+            clock_hz = c.int_("clock_hz")
+            if not 1_000 <= clock_hz <= 10_000_000_000:
+                raise c.fail("clock_hz", f"{clock_hz} Hz is not a core clock "
+                             "(1 kHz .. 10 GHz)")
+        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), clock_hz))
     return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source)
 
 
