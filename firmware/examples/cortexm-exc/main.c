@@ -195,7 +195,7 @@ static uint32_t regs_survive(uint32_t seed)
 
 static float fpin[2][32], fpout[2][32];
 
-static uint32_t fp_survives(uint32_t id)
+__attribute__((noinline)) static uint32_t fp_survives(uint32_t id)
 {
     volatile float *in = fpin[id], *out = fpout[id];
     __asm__ volatile(
@@ -218,8 +218,10 @@ static void thread_main(uint32_t id)
 {
     if (!(get_control() & 2))
         fail(1u << 1);  /* threads run on PSP */
-    for (uint32_t i = 0; i < 32; i++)
-        fpin[id][i] = (float)(id * 100 + i) + 0.5f;
+    if (scenario == 2) {  /* only then do the threads touch the FPU (CONTROL.FPCA) */
+        for (uint32_t i = 0; i < 32; i++)
+            fpin[id][i] = (float)(id * 100 + i) + 0.5f;
+    }
     for (uint32_t round = 0; round < ROUNDS; round++) {
         uint32_t r0;
         if (scenario == 9) {

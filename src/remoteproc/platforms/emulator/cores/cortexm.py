@@ -851,7 +851,7 @@ class CortexM4(Core):
             else:
                 s.pending &= ~(bits << IRQ_BASE)
         elif 0x400 <= off < 0x400 + NUM_IRQS or 0xD18 <= off < 0xD24:
-            base = IRQ_BASE + off - 0x400 if off >= 0x400 else 4 + off - 0xD18
+            base = IRQ_BASE + off - 0x400 if off < 0xD00 else 4 + off - 0xD18
             for i in range(4):
                 if mask >> (8 * i) & 0xFF:
                     s.prio[base + i] = (value >> (8 * i)) & _PRIO_MASK
