@@ -216,3 +216,46 @@ def test_fault_in_the_hardfault_handler_is_a_lockup_crash(run: Callable[..., Run
     assert "undefined instruction" in report.reason and "lockup" in report.reason
     assert "do_udf" in report.where
     assert r.proc.core.state is CoreState.CRASHED
+
+
+# ---- crash-loop back-off, end to end ----------------------------------------------------------
+
+
+def test_a_crash_loop_stops_recovery_and_leaves_the_processor_crashed() -> None:
+    from remoteproc.core.events import EventKind
+    from remoteproc.core.host import Host
+    from remoteproc.core.rproc import CRASH_LOOP_MAX
+    from remoteproc.core.states import State
+
+    host = Host([FW_DIR], panic_hook=False)
+    text = ("[machine]\nname = 'loop'\n[[core]]\nname = 'c'\ncpu = 'cortex-m4'\n"
+            "boot = 'manual'\nfirmware = 'cortexm-exc-m4.elf'\nrecovery = 'reload'\n")
+    plat = EmulatorPlatform(parse_machine(text))
+    try:
+        plat.register(host)
+        view = plat.ddr.translate(CMD, 4)
+        assert view is not None
+        view[:] = struct.pack("<I", 7)  # locks up at boot, every boot
+        view.release()
+        rproc = plat["c"].rproc
+        assert rproc is not None
+        events: list[EventKind] = []
+        rproc.events.subscribe(lambda ev: events.append(ev.kind))
+        rproc.boot()
+        deadline = time.monotonic() + DEADLINE
+        while EventKind.RECOVERY_STOPPED not in events:
+            assert time.monotonic() < deadline, f"no back-off: {rproc.crash_cnt} crashes"
+            time.sleep(0.01)
+        time.sleep(0.2)  # nothing recovers it any more
+        assert rproc.state is State.CRASHED
+        assert rproc.crash_cnt == CRASH_LOOP_MAX
+        assert events.count(EventKind.RECOVERY_DONE) == CRASH_LOOP_MAX - 1
+        # By hand, it is recovered again (and crashes again: the count starts afresh)
+        rproc.trigger_recovery()
+        deadline = time.monotonic() + DEADLINE
+        while rproc.crash_cnt < CRASH_LOOP_MAX + 1:
+            assert time.monotonic() < deadline, "no crash after a manual recovery"
+            time.sleep(0.01)
+    finally:
+        host.close()
+        plat.close()
