@@ -74,11 +74,14 @@ class Run:
 def run() -> Iterator[Callable[[str, int], Run]]:
     made: list[EmulatorPlatform] = []
 
-    def factory(arch: str, scenario: int, clock: int | None = None) -> Run:
+    def factory(arch: str, scenario: int, clock: int | None = None,
+                mode: str | None = None) -> Run:
         text = ("[ddr]\nbase = 0x80000000\nsize = 0x1000000\n"
                 f"[[core]]\nname = 'c0'\ncpu = '{CPUS[arch]}'\n")
         if clock:
             text += f"clock_hz = {clock}\n"
+        if mode:
+            text += f"clock_mode = '{mode}'\n"
         plat = EmulatorPlatform(parse_machine(text))
         made.append(plat)
         view = plat.ddr.translate(CMD, 4)
@@ -148,6 +151,18 @@ def test_systick_wakes_wfi_at_the_core_clock_without_spinning(run: Callable[...,
     assert wall >= 0.095, f"100 ticks of 1 ms took {wall:.3f} s: the sleep ignored the clock"
     assert r.proc.core.wfi_sleeps >= 100
     assert cpu < max(0.5 * wall, 0.05) + 0.3, f"{cpu:.3f} s of CPU in {wall:.3f} s"
+
+
+def test_realtime_clock_mode_ticks_at_host_time(run: Callable[..., Run]) -> None:
+    t0 = time.monotonic()
+    r = run("m33", 8, None, "realtime")
+    r.wait_done()
+    wall = time.monotonic() - t0
+    assert r.res(2) == 100
+    assert wall >= 0.095, f"100 ticks of 1 ms took {wall:.3f} s"
+    core = r.proc.core
+    assert isinstance(core, CortexM33) and core.realtime
+    assert core._budget() == 0  # runs are not counted in this mode
 
 
 def test_clock_hz_from_the_machine_sets_the_tick_rate(run: Callable[..., Run]) -> None:

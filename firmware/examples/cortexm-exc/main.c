@@ -21,7 +21,8 @@
  *   7 lockup:   udf with UsageFault disabled, and a fault inside the HardFault handler.
  *   8 sleep:    SysTick at 1 kHz of the core clock (from SYST_CALIB.TENMS); 100 ticks in wfi.
  *   9 bench:    emu_mips_irq: SysTick at 1 kHz switching two threads on every tick while both
- *               compute; RES[2] = loop iterations (4 instructions each) done.
+ *               compute; RES[2] = loop iterations (4 instructions each) done, RES[3] = thread
+ *               switches, RES[4] = microseconds it took (the SoC timer).
  */
 #include <stdint.h>
 
@@ -48,6 +49,7 @@
 #define SCB_BFAR   0xE000ED38u
 #define SCB_CPACR  0xE000ED88u
 #define FATAL_REG  0x40004000u  /* the virtual SoC's fatal-error register */
+#define TIMER_NOW_US 0x40002000u /* the virtual SoC's microsecond clock (low word) */
 
 #define ICSR_PENDSVSET (1u << 28)
 #define CMD (*(volatile uint32_t *)0x80000000u)
@@ -237,6 +239,7 @@ static void thread_main(uint32_t id)
             counts[id] += 100000;
             if (counts[0] + counts[1] >= 40000000u) {
                 REG(SYST_CSR) = 0;
+                RES[4] = REG(TIMER_NOW_US) - RES[4];
                 RES[2] = counts[0] + counts[1];
                 RES[3] = switches;
                 RES[0] = 0x600D;
@@ -301,6 +304,7 @@ static void run_threads(void)
         uint32_t tenms = (REG(SYST_CALIB) & 0xFFFFFFu) + 1;
         REG(SYST_RVR) = tenms / 10 - 1;
         REG(SYST_CVR) = 0;
+        RES[4] = REG(TIMER_NOW_US);
         REG(SYST_CSR) = 7;
     }
     __asm__ volatile("svc #0" ::: "memory");

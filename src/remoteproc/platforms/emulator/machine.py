@@ -20,6 +20,8 @@ Format (every number may be written in hex)::
     cpu = "cortex-m4"          # cortex-m4 (M4F) | cortex-m33 | rv32imac | rv64imac
     clock_hz = 209000000       # optional: the core clock SysTick counts (default: 209 MHz
                                # for cortex-m4, 400 MHz for cortex-m33; one per instruction)
+    clock_mode = "instructions"  # optional: SysTick counts emulated instructions (exact), or
+                               # "realtime": host time at clock_hz (fast; as QEMU without icount)
     boot = "auto"              # auto (rproc auto-boot) | manual (starts offline) | preloaded
     firmware = "rpmsg-echo-m4.elf"
     recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
@@ -71,6 +73,7 @@ DEFAULT_MACHINE = MACHINES_DIR / "default.toml"
 CPU_TYPES = ("cortex-m4", "cortex-m33", "rv32imac", "rv64imac")
 BOOT_MODES = ("auto", "manual", "preloaded")
 RECOVERY_MODES = ("reload", "attach")
+CLOCK_MODES = ("instructions", "realtime")
 # The peripheral block (mailbox, console, timer, watchdog, sysctl) and the Cortex-M SCS.
 MMIO_BASE = 0x4000_0000
 MMIO_SIZE = 0x5000
@@ -98,6 +101,7 @@ class CoreSpec:
     recovery: str = "reload"
     memory: tuple[MemorySpec, ...] = ()
     clock_hz: int | None = None  # the core clock (SysTick); None: the cpu type's default
+    clock_mode: str = "instructions"  # SysTick counts instructions, or "realtime" host time
 
     @property
     def arch(self) -> str:
@@ -239,7 +243,8 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
         if not isinstance(ct, dict):
             raise top.fail(f"core[{i}]", "expected a table")
         c = _Reader(source, ct, f"core[{i}]")
-        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory", "clock_hz"})
+        c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory", "clock_hz",
+                      "clock_mode"})
         cname = c.req_str("name")
         if cname in seen:
             raise c.fail("name", f"duplicate core name {cname!r}")
@@ -293,7 +298,9 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
             if not 1_000 <= clock_hz <= 10_000_000_000:
                 raise c.fail("clock_hz", f"{clock_hz} Hz is not a core clock "
                              "(1 kHz .. 10 GHz)")
-        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), clock_hz))
+        clock_mode = c.str_("clock_mode", choices=CLOCK_MODES) or "instructions"
+        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), clock_hz,
+                              clock_mode))
     return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source)
 
 

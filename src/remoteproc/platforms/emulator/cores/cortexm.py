@@ -41,7 +41,11 @@ the Architecture Reference Manuals' ``ExceptionEntry`` / ``ExceptionReturn`` pse
   also names the original fault (the handler's store is not where the firmware crashed).
 - SysTick counts one per emulated instruction at the ``clock_hz`` the machine declares: a run
   is limited (``emu_start(count=)``) to the next tick; a core in ``wfi`` sleeps until the
-  tick's wall-clock deadline (remaining cycles / clock_hz) and no longer.
+  tick's wall-clock deadline (remaining cycles / clock_hz) and no longer. unicorn counts
+  through a per-instruction hook, which costs most of its speed while SysTick runs; with
+  ``clock_mode = "realtime"`` the machine trades exactness for speed: SysTick then counts
+  host time at ``clock_hz`` (as QEMU does without -icount), a scheduler deadline stops the
+  core at each tick and runs are not counted.
 
 Not modelled (docs/virtual-soc.md): the MPU (MPU_TYPE says none), the security extension
 (the M33 is non-secure only), SLEEPONEXIT, the debug monitor, priority boosting by NMI
@@ -54,6 +58,7 @@ from __future__ import annotations
 import re
 import struct
 import threading
+import time
 from typing import Any
 
 from unicorn import (
@@ -106,6 +111,7 @@ from remoteproc.platforms.emulator.cores.cpu import (
     new_uc,
 )
 from remoteproc.platforms.emulator.machine import SCS_BASE, SCS_SIZE
+from remoteproc.platforms.emulator.scheduler import Call
 
 __all__ = ["CortexM4", "CortexM33", "Scs"]
 
@@ -234,8 +240,15 @@ class CortexM4(Core):
         hz = getattr(self.spec, "clock_hz", None)
         return int(hz) if hz else self.DEFAULT_CLOCK_HZ
 
+    @property
+    def realtime(self) -> bool:
+        """SysTick against the host's clock (``clock_mode = "realtime"``), not instructions."""
+        return getattr(self.spec, "clock_mode", "instructions") == "realtime"
+
     def _on_start(self) -> None:
         self.scs = Scs(cpuid=self.CPUID, ccr=self.CCR_RESET, clock_hz=self.clock_hz)
+        self._epoch = time.monotonic()
+        self._rt_call: Call | None = None
         self._fault_ctx = {}  # a vectored fault's report, by the exception handling it
         self._run_base = 0
         self._pending_fault = None
@@ -352,6 +365,7 @@ class CortexM4(Core):
     # ---- Core hooks used by the run loop -----------------------------------------------------
 
     def _wakes(self, lines: int) -> bool:
+        self._sync_clock()
         # wfi wakes on a pending exception that would preempt if PRIMASK were clear; the
         # other masks keep it asleep (B1.5.19 / WFI wake-up).
         pending = self._pending_set(lines)
@@ -371,6 +385,7 @@ class CortexM4(Core):
         return bool(self._takeable(self.io.lines()))
 
     def _take_interrupt(self, lines: int) -> bool:
+        self._sync_clock()
         exc = self._takeable(lines)
         if not exc:
             return False
@@ -378,8 +393,27 @@ class CortexM4(Core):
 
     # ---- SysTick and the instruction clock ---------------------------------------------------
 
+    def _sync_clock(self) -> None:
+        """Realtime mode: the cycle count is the host time since reset times the clock."""
+        if self.realtime:
+            s = self.scs
+            s.cycles = max(s.cycles, int((time.monotonic() - self._epoch) * s.clock_hz))
+            self._tick()
+
+    def _schedule_tick(self) -> None:
+        """Realtime mode: stop the core at the next tick's host-time deadline."""
+        if self._rt_call is not None:
+            self._rt_call.cancel()
+            self._rt_call = None
+        s = self.scs
+        if s.st_csr & ST_ENABLE and s.st_rvr:
+            self._rt_call = self.scheduler.call_at(self._epoch + s.st_next / s.clock_hz,
+                                                   self.irq_changed)
+
     def _budget(self) -> int:
         s = self.scs
+        if self.realtime:
+            return 0
         if s.st_csr & ST_ENABLE and s.st_rvr:
             self._run_base = s.cycles
             return max(1, s.st_next - s.cycles)
@@ -388,6 +422,8 @@ class CortexM4(Core):
     def _now_cycles(self) -> int:
         """The cycle count now, inside or outside a run."""
         s = self.scs
+        if self.realtime:
+            return max(s.cycles, int((time.monotonic() - self._epoch) * s.clock_hz))
         if self._in_emu and s.st_csr & ST_ENABLE and s.st_rvr and self.uc is not None:
             done = RunCounter.executed(self.uc, 1 << 62)
             if done is not None:
@@ -395,6 +431,9 @@ class CortexM4(Core):
         return s.cycles
 
     def _ran(self, budget: int) -> None:
+        if self.realtime:
+            self._sync_clock()
+            return
         if not budget:
             return
         assert self.uc is not None
@@ -413,6 +452,8 @@ class CortexM4(Core):
         self.systick_ticks += 1
         if s.st_csr & ST_TICKINT:
             s.pending |= 1 << SYSTICK
+        if self.realtime:
+            self._schedule_tick()
 
     def _idle_timeout(self) -> float | None:
         s = self.scs
@@ -422,6 +463,9 @@ class CortexM4(Core):
 
     def _idle_elapsed(self, seconds: float) -> None:
         s = self.scs
+        if self.realtime:
+            self._sync_clock()
+            return
         if s.st_csr & ST_ENABLE and s.st_rvr:
             slept = int(seconds * s.clock_hz)
             # A wait that ended within 100 us of the deadline reached it (timer granularity).
@@ -939,12 +983,16 @@ class CortexM4(Core):
         on = bool(s.st_csr & ST_ENABLE and s.st_rvr)
         if not on:
             s.st_cvr = cvr
+            if self.realtime:
+                self._schedule_tick()  # cancels
             return False
         if was_on and off != 0x018:
             return False  # RVR / TICKINT changes take effect at the next reload
         # Counting (re)starts now: from CVR, or with a reload at the next cycle when it is 0.
         s.st_next = now + (cvr if cvr else s.st_rvr + 1)
-        if self._in_emu:
+        if self.realtime:
+            self._schedule_tick()
+        elif self._in_emu:
             # This run was sized for another deadline, or not counted at all: end it right
             # after this store (recorded, so that its repetition is not a second write).
             self._stop_after_access()
