@@ -2,8 +2,9 @@
 
 Owns ``Core`` (the architecture-neutral run loop, WFI sleep, interrupt delivery, halting and
 fault capture), ``Fault`` (what went wrong, where, and the registers) and ``CoreState``. The
-architecture subclasses (``cortexm.CortexM4``, ``riscv.RiscV``) supply exception entry and
-return, the "was that a wfi" test and the register dump.
+architecture subclasses (``cortexm.CortexM4`` / ``CortexM33``, ``riscv.RiscV``) supply
+exception entry and return, the "was that a wfi" test, the register dump and, for a core with
+an instruction-counted timer, the run budget and the idle deadline.
 
 Threads and locks:
 - ``start()`` creates a fresh ``Uc`` (a clean CPU: nothing survives a restart but memory) and a
@@ -38,10 +39,13 @@ Threads and locks:
   block has no check after it (unicorn never stops inside one), so a stop lands later; its
   record then waits at a pc that does not repeat the access and is dropped after the next run
   that starts there.
-- No per-instruction hooks: the loop regains control only at ``wfi`` (unicorn returns there),
-  at exception returns (a fetch from the return marker), at faults and on ``emu_stop``.
-  Consequence (documented in docs/virtual-soc.md): an interrupt left pending while masked is
-  taken at the next stop point after it is unmasked, not at the unmasking instruction.
+- No per-instruction Python hooks: the loop regains control at ``wfi`` (unicorn returns there),
+  at CPU exceptions (the architecture's interrupt hook stops the run: exception returns, svc,
+  faults), at the architecture's own check points (Cortex-M: after unmasking instructions), on
+  ``emu_stop`` and when a counted run (``_budget``: SysTick) has executed its instructions.
+  ``RunCounter`` reads how many a counted run executed when it ended early.
+- Consequence (documented in docs/virtual-soc.md): on RISC-V an interrupt left pending while
+  masked is taken at the next stop point after it is unmasked, not at the unmasking instruction.
 - Faults: the run loop turns them into a ``Fault`` and calls ``on_fault`` (the platform posts
   the crash report to its dispatcher thread); the thread then ends, the core is CRASHED and its
   registers stay readable until the next ``start()``.
