@@ -274,3 +274,20 @@ def test_a_crash_loop_stops_recovery_and_leaves_the_processor_crashed() -> None:
     finally:
         host.close()
         plat.close()
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("clock_hz = 5", "core[0].clock_hz: 5 Hz is not a core clock"),
+    ("clock_hz = 'fast'", "core[0].clock_hz: expected an unsigned integer"),
+    ("clock_mode = 'sundial'", "core[0].clock_mode: unknown clock_mode 'sundial'"),
+])
+def test_bad_clock_keys_name_the_file_and_key(line: str, message: str) -> None:
+    import errno
+
+    from remoteproc.errors import RprocError
+
+    text = f"[[core]]\nname = 'c0'\ncpu = 'cortex-m33'\n{line}\n"
+    with pytest.raises(RprocError) as info:
+        parse_machine(text, "soc.toml")
+    assert info.value.errno == errno.EINVAL
+    assert f"soc.toml: {message}" in str(info.value)
