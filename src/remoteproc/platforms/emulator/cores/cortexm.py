@@ -55,7 +55,6 @@ what was written), and imprecise bus faults (every bus fault is precise).
 
 from __future__ import annotations
 
-import re
 import struct
 import threading
 import time
@@ -143,9 +142,13 @@ NMIPENDSET, PENDSVSET, PENDSVCLR, PENDSTSET, PENDSTCLR = 1 << 31, 1 << 28, 1 << 
 ST_ENABLE, ST_TICKINT, ST_CLKSOURCE, ST_COUNTFLAG = 1, 2, 4, 1 << 16
 
 _BASIC = struct.Struct("<8I")
+_MASKS = (UC_ARM_REG_BASEPRI, UC_ARM_REG_PRIMASK, UC_ARM_REG_FAULTMASK)
 _FP_WORDS = 18  # s0-s15, FPSCR, reserved
 _STACKED = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R12,
             UC_ARM_REG_LR)
+_ENTRY_READS = (*_STACKED, UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
+_RETURN_READS = (UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
+_FP_REGS = (*(UC_ARM_REG_S0 + i for i in range(16)), UC_ARM_REG_FPSCR)
 _REGS = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4,
          UC_ARM_REG_R5, UC_ARM_REG_R6, UC_ARM_REG_R7, UC_ARM_REG_R8, UC_ARM_REG_R9,
          UC_ARM_REG_R10, UC_ARM_REG_R11, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_LR,
@@ -167,8 +170,6 @@ _CHECK = -1  # not a unicorn number: a check hook found a takeable exception
 
 # Thumb encodings (little-endian halfwords) after which a pending exception may become takeable:
 # cpsie i/f/if, msr primask/basepri/basepri_max/faultmask (any Rn), isb.
-# MSR (T1) is F38n 88SS: bytes 8n F3 SS 88 with SYSm 0x10-0x13.
-_CHECK_RE = re.compile(rb"[\x61-\x63]\xb6|[\x80-\x8f]\xf3[\x10-\x13]\x88|\xbf\xf3[\x60-\x6f]\x8f")
 _SCAN_LIMIT = 8 << 20  # regions larger than this (the DDR window) are not scanned
 
 
@@ -264,15 +265,32 @@ class CortexM4(Core):
             uc.hook_add(UC_HOOK_CODE, self._on_check, None, addr, addr)
 
     def _check_points(self) -> set[int]:
-        """Addresses just after each instruction that may unmask a pending exception."""
+        """Addresses just after each instruction that may unmask a pending exception.
+
+        Thumb encodings at halfword-aligned offsets: ``cpsie`` i/f/if is ``B66x`` (bytes
+        ``6x B6``); ``isb`` is ``F3BF 8F6x`` (``BF F3 6x 8F``); ``msr`` of PRIMASK, BASEPRI,
+        BASEPRI_MAX or FAULTMASK is ``F38n 88SS`` (``8n F3 SS 88``, SYSm 0x10-0x13). Found
+        from their second byte, which sits at an odd offset (most of memory is zeros: fast).
+        """
         points: set[int] = set()
         for r in self.amap:
             if r.size > _SCAN_LIMIT:
                 continue
             data = bytes(r.view)
-            for m in _CHECK_RE.finditer(data):
-                if not m.start() & 1:
-                    points.add(r.da + m.end())
+            end = len(data) - 2
+            i = data.find(b"\xb6")
+            while i >= 0:
+                if i & 1 and 0x61 <= data[i - 1] <= 0x63:
+                    points.add(r.da + i + 1)
+                i = data.find(b"\xb6", i + 1)
+            i = data.find(b"\xf3")
+            while 0 <= i < end:
+                if i & 1:
+                    prev, b2, b3 = data[i - 1], data[i + 1], data[i + 2]
+                    if (prev == 0xBF and b3 == 0x8F and b2 & 0xF0 == 0x60) or (
+                            prev & 0xF0 == 0x80 and b3 == 0x88 and 0x10 <= b2 <= 0x13):
+                        points.add(r.da + i + 3)
+                i = data.find(b"\xf3", i + 1)
         return points
 
     def _reset_regs(self, uc: Uc, entry: int) -> None:
@@ -323,12 +341,13 @@ class CortexM4(Core):
         prio = 256
         for exc in s.active:
             prio = min(prio, self._group(self._raw_prio(exc)))
-        basepri = uc.reg_read(UC_ARM_REG_BASEPRI) & _PRIO_MASK
+        basepri, primask, faultmask = uc.reg_read_batch(_MASKS)
+        basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
-        if uc.reg_read(UC_ARM_REG_PRIMASK) & 1:
+        if primask & 1:
             prio = min(prio, 0)
-        if uc.reg_read(UC_ARM_REG_FAULTMASK) & 1:
+        if faultmask & 1:
             prio = min(prio, -1)
         return prio
 
@@ -376,7 +395,7 @@ class CortexM4(Core):
         prio = 256
         for a in self.scs.active:
             prio = min(prio, self._group(self._raw_prio(a)))
-        basepri = self.uc.reg_read(UC_ARM_REG_BASEPRI) & _PRIO_MASK
+        basepri = int(self.uc.reg_read(UC_ARM_REG_BASEPRI)) & _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
         return self._group(self._raw_prio(exc)) < prio
@@ -495,26 +514,29 @@ class CortexM4(Core):
             value |= 0x8 | (0x4 if psp else 0)
         return value
 
-    def _set_state(self, *, ipsr: int, xpsr: int, control: int, msp: int, psp: int) -> None:
-        """Switch mode, CONTROL and both stack pointers consistently.
+    @staticmethod
+    def _state_writes(*, ipsr: int, xpsr: int, control: int, msp: int,
+                      psp: int) -> list[tuple[int, int]]:
+        """Register writes (in order) that switch mode, CONTROL and both stack pointers.
 
         QEMU keeps the current SP in r13 and the other one aside, switching them when SPSEL or
         the mode changes through its own paths, and ignores MSP/PSP/CONTROL writes from
-        unprivileged thread mode: go through privileged modes and write both SPs last.
+        unprivileged thread mode: go through privileged modes and write both SPs last. The
+        final flags write rebuilds QEMU's cached mode flags (handler mode, privilege).
         """
-        uc = self.uc
-        assert uc is not None
-        uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)  # handler mode: privileged
-        uc.reg_write(UC_ARM_REG_CONTROL, control & 0x4)  # nPRIV = 0, FPCA
-        uc.reg_write(UC_ARM_REG_XPSR, 1 << 24)  # privileged thread mode
-        uc.reg_write(UC_ARM_REG_CONTROL, control & 0x6)  # SPSEL (swaps; both SPs set below)
-        uc.reg_write(UC_ARM_REG_MSP, msp)
-        uc.reg_write(UC_ARM_REG_PSP, psp)
-        uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, (xpsr & ~0x1FF) | ipsr | (1 << 24))
+        writes = [
+            (UC_ARM_REG_XPSR, (1 << 24) | 1),  # handler mode: privileged
+            (UC_ARM_REG_CONTROL, control & 0x4),  # nPRIV = 0, FPCA
+            (UC_ARM_REG_XPSR, 1 << 24),  # privileged thread mode
+            (UC_ARM_REG_CONTROL, control & 0x6),  # SPSEL (swaps; both SPs are set next)
+            (UC_ARM_REG_MSP, msp),
+            (UC_ARM_REG_PSP, psp),
+            (UC_ARM_REG_XPSR_NZCVQG, (xpsr & ~0x1FF) | ipsr | (1 << 24)),
+        ]
         if control & 1:
-            uc.reg_write(UC_ARM_REG_CONTROL, control & 0x7)
-        # A write of the flags rebuilds QEMU's cached mode flags (handler mode, privilege).
-        uc.reg_write(UC_ARM_REG_APSR_NZCV, xpsr & 0xF000_0000)
+            writes.append((UC_ARM_REG_CONTROL, control & 0x7))
+        writes.append((UC_ARM_REG_APSR_NZCV, xpsr & 0xF000_0000))
+        return writes
 
     def _lockup(self, reason: str, exc: int) -> None:
         """A fault that cannot be taken, or no usable vector: the core locks up (a crash)."""
@@ -543,12 +565,9 @@ class CortexM4(Core):
                 return False
             return self._fault(HARDFAULT, VECTTBL, what, CrashType.FATAL_ERROR, None,
                                return_pc, hfsr=True)
-        ipsr = uc.reg_read(UC_ARM_REG_XPSR)
-        xpsr = int(ipsr)
+        r0, r1, r2, r3, r12, lr, xpsr, control, msp, psp = (
+            int(v) for v in uc.reg_read_batch(_ENTRY_READS))
         cur = xpsr & 0x1FF
-        control = int(uc.reg_read(UC_ARM_REG_CONTROL))
-        msp = int(uc.reg_read(UC_ARM_REG_MSP))
-        psp = int(uc.reg_read(UC_ARM_REG_PSP))
         on_psp = cur == 0 and bool(control & 2)
         sp = psp if on_psp else msp
         fp = bool(control & 4)
@@ -559,20 +578,19 @@ class CortexM4(Core):
             self._lockup(f"{_exc_name(exc)} entry: stack at {frame_sp:#x} unmapped", exc)
             return False
         stacked_xpsr = (xpsr & ~0x200) | (0x200 if sp & 4 else 0)
-        words = [int(uc.reg_read(r)) for r in _STACKED] + [return_pc & ~1, stacked_xpsr]
-        stack[:32] = _BASIC.pack(*words)
+        stack[:32] = _BASIC.pack(r0, r1, r2, r3, r12, lr, return_pc & ~1, stacked_xpsr)
         if fp:
-            fregs = [int(uc.reg_read(UC_ARM_REG_S0 + i)) for i in range(16)]
-            fregs += [int(uc.reg_read(UC_ARM_REG_FPSCR)), 0]
-            stack[32:size] = struct.pack("<18I", *fregs)
+            fregs = [int(v) for v in uc.reg_read_batch(_FP_REGS)]
+            stack[32:size] = struct.pack("<18I", *fregs, 0)
         if on_psp:
             psp = frame_sp
         else:
             msp = frame_sp
-        self._set_state(ipsr=exc, xpsr=xpsr & ~0x0600_FC00, control=control & ~0x6,
-                        msp=msp, psp=psp)
-        uc.reg_write(UC_ARM_REG_LR, self._exc_return_value(cur != 0, on_psp, fp))
-        uc.reg_write(UC_ARM_REG_PC, handler | 1)
+        writes = self._state_writes(ipsr=exc, xpsr=xpsr & ~0x0600_FC00,
+                                    control=control & ~0x6, msp=msp, psp=psp)
+        writes.append((UC_ARM_REG_LR, self._exc_return_value(cur != 0, on_psp, fp)))
+        writes.append((UC_ARM_REG_PC, handler | 1))
+        uc.reg_write_batch(writes)
         s.pending &= ~(1 << exc)
         s.active.append(exc)
         s.active_mask |= 1 << exc
@@ -597,11 +615,7 @@ class CortexM4(Core):
         exc = s.active.pop()
         s.active_mask &= ~(1 << exc)
         self._fault_ctx.pop(exc, None)
-        if exc != NMI:
-            uc.reg_write(UC_ARM_REG_FAULTMASK, 0)
-        control = int(uc.reg_read(UC_ARM_REG_CONTROL))
-        msp = int(uc.reg_read(UC_ARM_REG_MSP))
-        psp = int(uc.reg_read(UC_ARM_REG_PSP))
+        control, msp, psp = (int(v) for v in uc.reg_read_batch(_RETURN_READS))
         on_psp = to_thread and bool(excret & 4)
         fp = not excret & 0x10
         size = 0x68 if fp else 0x20
@@ -611,13 +625,12 @@ class CortexM4(Core):
             return Fault(CrashType.MMUFAULT, f"exception return: stack at {sp:#x} unmapped",
                          self.pc(), address=sp)
         r0, r1, r2, r3, r12, lr, pc, xpsr = _BASIC.unpack(stack[:32])
-        for reg, val in zip(_STACKED, (r0, r1, r2, r3, r12, lr), strict=True):
-            uc.reg_write(reg, val)
+        writes = list(zip(_STACKED, (r0, r1, r2, r3, r12, lr), strict=True))
+        if exc != NMI:
+            writes.append((UC_ARM_REG_FAULTMASK, 0))
         if fp:
             fregs = struct.unpack("<18I", stack[32:size])
-            for i in range(16):
-                uc.reg_write(UC_ARM_REG_S0 + i, fregs[i])
-            uc.reg_write(UC_ARM_REG_FPSCR, fregs[16])
+            writes += zip(_FP_REGS, fregs[:17], strict=True)
         sp = (sp + size + (4 if xpsr & 0x200 else 0)) & 0xFFFF_FFFF
         if on_psp:
             psp = sp
@@ -625,8 +638,11 @@ class CortexM4(Core):
             msp = sp
         control = (control & ~0x6) | (0x2 if on_psp else 0) | (0x4 if fp else 0)
         ipsr = 0 if to_thread else xpsr & 0x1FF
-        self._set_state(ipsr=ipsr, xpsr=xpsr & ~0x200, control=control, msp=msp, psp=psp)
-        uc.reg_write(UC_ARM_REG_PC, pc | 1)
+        # FAULTMASK is written before the mode changes: still in (privileged) handler mode.
+        writes += self._state_writes(ipsr=ipsr, xpsr=xpsr & ~0x200, control=control, msp=msp,
+                                     psp=psp)
+        writes.append((UC_ARM_REG_PC, pc | 1))
+        uc.reg_write_batch(writes)
         # Tail-chain: a pending exception that can preempt the context we return to.
         nxt = self._takeable(self.io.lines())
         if nxt:
