@@ -14,6 +14,8 @@
   hook. Best of 2.
 - ``emu_mips_irq_realtime``: the same with ``clock_mode = "realtime"`` (SysTick counts host time,
   runs are not counted). Best of 2.
+- ``emu_mips_noirq``: the baseline of the two: the same firmware loop with SysTick off (one
+  thread computes alone, scenario 10). Best of 2.
 - ``emu_idle_cpu_pct``: host CPU (user + system, whole process) used while one core running the
   rpmsg echo firmware sits idle in ``wfi`` for 5 s, in percent of one host core (target < 1).
 """
@@ -96,7 +98,7 @@ def emu_mips() -> float:
         plat.close()
 
 
-def _mips_irq(mode: str) -> float:
+def _mips_irq(mode: str, scenario: int = 9) -> float:
     import struct
 
     from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
@@ -119,7 +121,7 @@ def _mips_irq(mode: str) -> float:
         try:
             cmd = plat.ddr.translate(0x8000_0000, 4)
             assert cmd is not None
-            cmd[:] = struct.pack("<I", 9)
+            cmd[:] = struct.pack("<I", scenario)
             cmd.release()
             plat["m4"].boot_preloaded("cortexm-exc-m4.elf", image)
             deadline = time.monotonic() + 120
@@ -129,7 +131,7 @@ def _mips_irq(mode: str) -> float:
                 time.sleep(0.01)
             iterations, switches, us = (word(0x8000_0108), word(0x8000_010C),
                                         word(0x8000_0110))
-            assert switches > 0 and us > 0
+            assert (switches > 0) == (scenario == 9) and us > 0
             best = max(best, 4 * iterations / us)
         finally:
             plat.close()
@@ -142,6 +144,10 @@ def emu_mips_irq() -> float:
 
 def emu_mips_irq_realtime() -> float:
     return _mips_irq("realtime")
+
+
+def emu_mips_noirq() -> float:
+    return _mips_irq("instructions", 10)
 
 
 def emu_idle_cpu_pct() -> float:
@@ -179,6 +185,7 @@ BENCHMARKS: dict[str, Callable[[], float]] = {
     "emu_mips": emu_mips,
     "emu_mips_irq": emu_mips_irq,
     "emu_mips_irq_realtime": emu_mips_irq_realtime,
+    "emu_mips_noirq": emu_mips_noirq,
     "emu_idle_cpu_pct": emu_idle_cpu_pct,
 }
 

@@ -23,6 +23,7 @@
  *   9 bench:    emu_mips_irq: SysTick at 1 kHz switching two threads on every tick while both
  *               compute; RES[2] = loop iterations (4 instructions each) done, RES[3] = thread
  *               switches, RES[4] = microseconds it took (the SoC timer).
+ *  10 the same loop without SysTick (thread 0 alone): the baseline of scenario 9.
  */
 #include <stdint.h>
 
@@ -226,7 +227,7 @@ static void thread_main(uint32_t id)
     }
     for (uint32_t round = 0; round < ROUNDS; round++) {
         uint32_t r0;
-        if (scenario == 9) {
+        if (scenario >= 9) {
             /* emu_mips_irq: compute; SysTick switches the threads */
             register uint32_t n __asm__("r0") = 100000;
             __asm__ volatile(
@@ -299,6 +300,8 @@ static void run_threads(void)
     REG8(SCB_SHPR + 15 - 4) = 0x00;  /* SysTick: highest configurable */
     make_thread(0, thread0);
     make_thread(1, thread1);
+    if (scenario == 10)
+        RES[4] = REG(TIMER_NOW_US);
     if (scenario == 9) {
         /* 1 kHz of the core clock: TENMS is the count for 10 ms */
         uint32_t tenms = (REG(SYST_CALIB) & 0xFFFFFFu) + 1;
@@ -549,7 +552,7 @@ __attribute__((noreturn, used)) void c_startup(void)
     RES[0] = 0;
     RES[1] = 0;
     switch (scenario) {
-    case 1: case 2: case 9: run_threads(); break;
+    case 1: case 2: case 9: case 10: run_threads(); break;
     case 3: systick_count(); break;
     case 4: prio_tests(); break;
     case 5: fault_tests(); break;
