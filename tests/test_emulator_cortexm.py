@@ -291,3 +291,18 @@ def test_bad_clock_keys_name_the_file_and_key(line: str, message: str) -> None:
         parse_machine(text, "soc.toml")
     assert info.value.errno == errno.EINVAL
     assert f"soc.toml: {message}" in str(info.value)
+
+
+@pytest.mark.parametrize("arch", CPUS)
+def test_stack_alignment_and_unprivileged_threads(run: Callable[..., Run], arch: str) -> None:
+    r = run(arch, 11)
+    r.wait_done()
+    sp = r.res(4)  # SP when the interrupt was taken: 4 (mod 8)
+    assert sp % 8 == 4
+    assert r.res(2) & (1 << 9)  # the stacked xPSR records the aligner word
+    assert r.res(3) == (sp - 32) & ~7  # the frame was aligned down
+    assert r.res(5) == sp  # and SP came back as it was
+    assert r.res(6) & 1  # CONTROL.nPRIV set in thread mode ...
+    assert r.res(7) == 0  # ... so msr basepri is ignored (and the svc was still taken)
+    assert r.res(8) & 1 == 0  # the SVC handler dropped nPRIV: privileged again
+    assert r.res(9) == 0x40

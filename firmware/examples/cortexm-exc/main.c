@@ -24,6 +24,9 @@
  *               compute; RES[2] = loop iterations (4 instructions each) done, RES[3] = thread
  *               switches, RES[4] = microseconds it took (the SoC timer).
  *  10 the same loop without SysTick (thread 0 alone): the baseline of scenario 9.
+ *  11 align:    an interrupt taken with SP = 4 mod 8 (frame aligned down, xPSR bit 9, SP
+ *               restored); unprivileged thread mode (CONTROL.nPRIV) kept across exceptions,
+ *               dropped by an SVC handler.
  */
 #include <stdint.h>
 
@@ -74,6 +77,7 @@ void PendSV_Handler(void);
 void SysTick_Handler(void);
 void Default_Handler(void);
 void Irq_Handler(void);
+void Align_Handler(void);
 
 typedef void (*vector_t)(void);
 __attribute__((section(".vectors"), used)) const vector_t vectors[16 + 16] = {
@@ -82,7 +86,7 @@ __attribute__((section(".vectors"), used)) const vector_t vectors[16 + 16] = {
     Default_Handler, 0, PendSV_Handler, SysTick_Handler,
     Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler,
     Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler, Irq_Handler,
-    Irq_Handler, Irq_Handler,
+    Irq_Handler, Align_Handler,
 };
 
 static volatile uint32_t nlog;
@@ -157,6 +161,9 @@ __attribute__((used)) void svc_dispatch(uint32_t *frame)
         REG(SCB_ICSR) = ICSR_PENDSVSET;
     } else if (num == 42) {
         frame[0] *= 2;
+    } else if (num == 2) {
+        __asm__ volatile("mrs r0, control\n\tbic r0, r0, #1\n\tmsr control, r0\n\tisb"
+                         ::: "r0", "memory");
     } else if (num == 0) {
         __asm__ volatile(
             "ldr r0, =thread_sp\n\t"
@@ -456,6 +463,58 @@ static void prio_tests(void)
     RES[0] = 0x600D;
 }
 
+/* ---- stack alignment and nPRIV (scenario 11) ----------------------------------------- */
+
+/* IRQ 15: records the stacked xPSR and where the frame is. */
+__attribute__((naked)) void Align_Handler(void)
+{
+    __asm__ volatile(
+        "mrs r0, msp\n\t"
+        "ldr r1, [r0, #28]\n\t"
+        "ldr r2, =0x80000100\n\t"
+        "str r1, [r2, #8]\n\t"
+        "str r0, [r2, #12]\n\t"
+        "bx lr\n\t");
+}
+
+static void align_npriv(void)
+{
+    REG(NVIC_ISER) = 1u << 15;
+    /* An interrupt taken with SP = 4 (mod 8): the frame is aligned down, xPSR bit 9 set, and
+     * SP comes back as it was. */
+    uint32_t before, after;
+    __asm__ volatile(
+        "mov r5, sp\n\t"
+        "bic r6, r5, #7\n\t"
+        "sub r6, r6, #4\n\t"
+        "mov sp, r6\n\t"
+        "mov r0, %2\n\t"
+        "mov r1, #0x8000\n\t"
+        "str r1, [r0]\n\t"
+        "isb\n\t"
+        "mov %1, sp\n\t"
+        "mov %0, r6\n\t"
+        "mov sp, r5\n\t"
+        : "=&r"(before), "=&r"(after) : "r"(NVIC_ISPR) : "r0", "r1", "r5", "r6", "memory");
+    RES[4] = before;
+    RES[5] = after;
+    /* Unprivileged thread mode: msr basepri is ignored; svc #2 (privileged) drops nPRIV. */
+    __asm__ volatile("mrs r0, control\n\torr r0, r0, #1\n\tmsr control, r0\n\tisb"
+                     ::: "r0", "memory");
+    RES[6] = get_control();
+    set_basepri(0x40);
+    uint32_t bp;
+    __asm__ volatile("mrs %0, basepri" : "=r"(bp));
+    RES[7] = bp;
+    __asm__ volatile("svc #2" ::: "memory");
+    RES[8] = get_control();
+    set_basepri(0x40);
+    __asm__ volatile("mrs %0, basepri" : "=r"(bp));
+    RES[9] = bp;
+    set_basepri(0);
+    RES[0] = 0x600D;
+}
+
 /* ---- faults (scenarios 5, 6, 7) --------------------------------------------------------- */
 
 static volatile uint32_t fault_seen[8];
@@ -559,6 +618,7 @@ __attribute__((noreturn, used)) void c_startup(void)
     case 6: (void)do_bad_read(); break;  /* BusFault disabled: HardFault, which reports */
     case 7: do_udf(); break;             /* HardFault, which faults: lockup */
     case 8: systick_sleep(); break;
+    case 11: align_npriv(); break;
     default: RES[0] = 0xBAD; break;
     }
     for (;;)

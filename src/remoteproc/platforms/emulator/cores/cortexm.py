@@ -142,12 +142,14 @@ NMIPENDSET, PENDSVSET, PENDSVCLR, PENDSTSET, PENDSTCLR = 1 << 31, 1 << 28, 1 << 
 ST_ENABLE, ST_TICKINT, ST_CLKSOURCE, ST_COUNTFLAG = 1, 2, 4, 1 << 16
 
 _BASIC = struct.Struct("<8I")
-_MASKS = (UC_ARM_REG_BASEPRI, UC_ARM_REG_PRIMASK, UC_ARM_REG_FAULTMASK)
+_MASKS = (UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_BASEPRI, UC_ARM_REG_PRIMASK,
+          UC_ARM_REG_FAULTMASK)
 _FP_WORDS = 18  # s0-s15, FPSCR, reserved
 _STACKED = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R12,
             UC_ARM_REG_LR)
 _ENTRY_READS = (*_STACKED, UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _RETURN_READS = (UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
+_SP_SLOTS = (UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _FP_REGS = (*(UC_ARM_REG_S0 + i for i in range(16)), UC_ARM_REG_FPSCR)
 _REGS = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4,
          UC_ARM_REG_R5, UC_ARM_REG_R6, UC_ARM_REG_R7, UC_ARM_REG_R8, UC_ARM_REG_R9,
@@ -341,7 +343,12 @@ class CortexM4(Core):
         prio = 256
         for exc in s.active:
             prio = min(prio, self._group(self._raw_prio(exc)))
-        basepri, primask, faultmask = uc.reg_read_batch(_MASKS)
+        xpsr, control, basepri, primask, faultmask = uc.reg_read_batch(_MASKS)
+        if not xpsr & 0x1FF and control & 1:
+            # Unprivileged thread mode reads the mask registers as 0: read them privileged.
+            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            basepri, primask, faultmask = uc.reg_read_batch(_MASKS[2:])
+            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
         basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
@@ -395,9 +402,20 @@ class CortexM4(Core):
         prio = 256
         for a in self.scs.active:
             prio = min(prio, self._group(self._raw_prio(a)))
-        basepri = int(self.uc.reg_read(UC_ARM_REG_BASEPRI)) & _PRIO_MASK
+        # PRIMASK does not keep wfi asleep: ignore it (the other masks do).
+        uc = self.uc
+        xpsr, control = uc.reg_read_batch(_MASKS[:2])
+        if not xpsr & 0x1FF and control & 1:
+            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            basepri, faultmask = uc.reg_read_batch((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
+            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
+        else:
+            basepri, faultmask = uc.reg_read_batch((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
+        basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
+        if faultmask & 1:
+            prio = min(prio, -1)
         return self._group(self._raw_prio(exc)) < prio
 
     def _can_enter(self) -> bool:
@@ -568,6 +586,13 @@ class CortexM4(Core):
         r0, r1, r2, r3, r12, lr, xpsr, control, msp, psp = (
             int(v) for v in uc.reg_read_batch(_ENTRY_READS))
         cur = xpsr & 0x1FF
+        if not cur and control & 1:
+            # Unprivileged thread mode reads MSP and PSP as 0: read QEMU's two stack slots
+            # from (privileged) handler mode, where r13 is the one in use.
+            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            in_use, other = (int(v) for v in uc.reg_read_batch(_SP_SLOTS))
+            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
+            msp, psp = (other, in_use) if control & 2 else (in_use, other)
         on_psp = cur == 0 and bool(control & 2)
         sp = psp if on_psp else msp
         fp = bool(control & 4)
