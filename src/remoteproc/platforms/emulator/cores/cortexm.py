@@ -170,9 +170,8 @@ _EXCP = {
 _EXCP_SVC, _EXCP_EXIT = 2, 8
 _CHECK = -1  # not a unicorn number: a check hook found a takeable exception
 
-# Thumb encodings (little-endian halfwords) after which a pending exception may become takeable:
-# cpsie i/f/if, msr primask/basepri/basepri_max/faultmask (any Rn), isb.
-_SCAN_LIMIT = 8 << 20  # regions larger than this (the DDR window) are not scanned
+# Regions larger than this (the DDR window) are not scanned for unmasking instructions.
+_SCAN_LIMIT = 8 << 20
 
 
 def _group_mask(prigroup: int) -> int:
@@ -449,10 +448,10 @@ class CortexM4(Core):
 
     def _budget(self) -> int:
         s = self.scs
+        self._run_base = s.cycles  # (an uncounted run counts nothing: SysTick is off)
         if self.realtime:
             return 0
         if s.st_csr & ST_ENABLE and s.st_rvr:
-            self._run_base = s.cycles
             return max(1, s.st_next - s.cycles)
         return 0
 
@@ -517,11 +516,6 @@ class CortexM4(Core):
             left = s.st_next - self._now_cycles()
             return max(0, min(left, s.st_rvr)) & 0xFF_FFFF
         return s.st_cvr
-
-    def _st_restart(self, now: int) -> None:
-        s = self.scs
-        start = s.st_cvr if s.st_cvr else s.st_rvr + 1
-        s.st_next = now + max(1, start)
 
     # ---- exception entry and return ----------------------------------------------------------
 
