@@ -158,7 +158,9 @@ def test_realtime_clock_mode_ticks_at_host_time(run: Callable[..., Run]) -> None
     r = run("m33", 8, None, "realtime")
     r.wait_done()
     wall = time.monotonic() - t0
-    assert r.res(2) == 100
+    # Host time runs on between the firmware's last check and its disabling store: a loaded
+    # host may deliver a tick or more there.
+    assert r.res(2) >= 100
     assert wall >= 0.095, f"100 ticks of 1 ms took {wall:.3f} s"
     core = r.proc.core
     assert isinstance(core, CortexM33) and core.realtime
