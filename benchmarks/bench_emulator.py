@@ -6,6 +6,16 @@
 - ``emu_mips``: millions of emulated instructions per second on the rpmsg echo firmware's
   compute loop (``bench 50000000`` on rpmsg-raw: 4 Thumb instructions per iteration, timed by
   the firmware with the SoC timer) on one Cortex-M4 core; best of 3.
+- ``emu_mips_irq``: the same measure with interrupts: the ``cortexm-exc`` firmware (scenario 9)
+  runs two threads that compute (4 Thumb instructions per iteration) while SysTick at 1 kHz of
+  the core clock (209 MHz) pends PendSV on every tick to switch them; MIPS = 4 x iterations /
+  the microseconds the firmware measured with the SoC timer. SysTick counts emulated
+  instructions (the default ``clock_mode``): unicorn then counts every instruction through a
+  hook. Best of 2.
+- ``emu_mips_irq_realtime``: the same with ``clock_mode = "realtime"`` (SysTick counts host time,
+  runs are not counted). Best of 2.
+- ``emu_mips_noirq``: the baseline of the two: the same firmware loop with SysTick off (one
+  thread computes alone, scenario 10). Best of 2.
 - ``emu_idle_cpu_pct``: host CPU (user + system, whole process) used while one core running the
   rpmsg echo firmware sits idle in ``wfi`` for 5 s, in percent of one host core (target < 1).
 """
@@ -88,6 +98,58 @@ def emu_mips() -> float:
         plat.close()
 
 
+def _mips_irq(mode: str, scenario: int = 9) -> float:
+    import struct
+
+    from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
+
+    text = ("[ddr]\nbase = 0x80000000\nsize = 0x1000000\n[[core]]\nname = 'm4'\n"
+            f"cpu = 'cortex-m4'\nclock_mode = '{mode}'\n")
+    image = (FW_DIR / "cortexm-exc-m4.elf").read_bytes()
+    best = 0.0
+    for _ in range(2):
+        plat = EmulatorPlatform(parse_machine(text))
+
+        def word(da: int, plat: EmulatorPlatform = plat) -> int:
+            view = plat.ddr.translate(da, 4)
+            assert view is not None
+            try:
+                return int(struct.unpack("<I", view)[0])
+            finally:
+                view.release()
+
+        try:
+            cmd = plat.ddr.translate(0x8000_0000, 4)
+            assert cmd is not None
+            cmd[:] = struct.pack("<I", scenario)
+            cmd.release()
+            plat["m4"].boot_preloaded("cortexm-exc-m4.elf", image)
+            deadline = time.monotonic() + 120
+            while word(0x8000_0100) != 0x600D:
+                assert plat["m4"].core.fault is None, str(plat["m4"].core.fault)
+                assert time.monotonic() < deadline, "the benchmark did not finish"
+                time.sleep(0.01)
+            iterations, switches, us = (word(0x8000_0108), word(0x8000_010C),
+                                        word(0x8000_0110))
+            assert (switches > 0) == (scenario == 9) and us > 0
+            best = max(best, 4 * iterations / us)
+        finally:
+            plat.close()
+    return best
+
+
+def emu_mips_irq() -> float:
+    return _mips_irq("instructions")
+
+
+def emu_mips_irq_realtime() -> float:
+    return _mips_irq("realtime")
+
+
+def emu_mips_noirq() -> float:
+    return _mips_irq("instructions", 10)
+
+
 def emu_idle_cpu_pct() -> float:
     import resource
 
@@ -121,6 +183,9 @@ def emu_idle_cpu_pct() -> float:
 BENCHMARKS: dict[str, Callable[[], float]] = {
     "emu_boot_ms_p50": emu_boot_ms_p50,
     "emu_mips": emu_mips,
+    "emu_mips_irq": emu_mips_irq,
+    "emu_mips_irq_realtime": emu_mips_irq_realtime,
+    "emu_mips_noirq": emu_mips_noirq,
     "emu_idle_cpu_pct": emu_idle_cpu_pct,
 }
 

@@ -134,8 +134,8 @@ __asm__(
 
 void HardFault_Handler(void)
 {
-    /* The emulator turns a HardFault into a crash report itself; on hardware (or if a fault is
-     * ever vectored) report it through the fatal hook so the host still sees a crash. */
+    /* Faults are vectored here (on hardware and on the emulator, whose crash report then names
+     * the fault that brought us here): report through the fatal hook so the host sees a crash. */
     vsoc_fatal(FATAL_EXCEPTION(3));
 }
 

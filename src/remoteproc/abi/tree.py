@@ -79,7 +79,7 @@ __all__ = ["AbiTree", "event_json"]
 _STATE_KINDS = frozenset({
     EventKind.STATE, EventKind.CRASH, EventKind.CRASH_HANDLED, EventKind.RECOVERY_START,
     EventKind.RECOVERY_DONE, EventKind.RECOVERY_FAILED, EventKind.ATTACHED, EventKind.DETACHED,
-    EventKind.DELETED, EventKind.ADDED,
+    EventKind.DELETED, EventKind.ADDED, EventKind.RECOVERY_STOPPED,
 })
 _EVENT_BACKLOG = 1024  # events kept per slow reader before the oldest are dropped
 

@@ -52,6 +52,9 @@ class EventKind(enum.Enum):
     RECOVERY_START = "recovery_start"
     RECOVERY_DONE = "recovery_done"
     RECOVERY_FAILED = "recovery_failed"  # ``error`` holds the RprocError
+    # DIFF: crash-loop back-off: too many crashes too fast, the processor stays crashed
+    # (``count`` = crashes within the window, ``detail`` = why)
+    RECOVERY_STOPPED = "recovery_stopped"
     ATTACHED = "attached"
     DETACHED = "detached"
     COREDUMP = "coredump"  # ``detail`` = where the dump went (store key) or why none

@@ -22,7 +22,11 @@ Format (every number may be written in hex)::
 
     [[core]]
     name = "m4"
-    cpu = "cortex-m4"          # cortex-m4 | rv32imac | rv64imac
+    cpu = "cortex-m4"          # cortex-m4 (M4F) | cortex-m33 | rv32imac | rv64imac
+    clock_hz = 209000000       # optional: the core clock SysTick counts (default: 209 MHz
+                               # for cortex-m4, 400 MHz for cortex-m33; one per instruction)
+    clock_mode = "instructions"  # optional: SysTick counts emulated instructions (exact), or
+                               # "realtime": host time at clock_hz (fast; as QEMU without icount)
     boot = "auto"              # auto (rproc auto-boot) | manual (starts offline) | preloaded
     firmware = "rpmsg-echo-m4.elf"
     recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
@@ -75,9 +79,10 @@ __all__ = [
 MACHINES_DIR = Path(__file__).resolve().parent / "machines"
 DEFAULT_MACHINE = MACHINES_DIR / "default.toml"
 
-CPU_TYPES = ("cortex-m4", "rv32imac", "rv64imac")
+CPU_TYPES = ("cortex-m4", "cortex-m33", "rv32imac", "rv64imac")
 BOOT_MODES = ("auto", "manual", "preloaded")
 RECOVERY_MODES = ("reload", "attach")
+CLOCK_MODES = ("instructions", "realtime")
 # The peripheral block (mailbox, console, timer, watchdog, sysctl) and the Cortex-M SCS.
 MMIO_BASE = 0x4000_0000
 MMIO_SIZE = 0x5000
@@ -112,6 +117,9 @@ class CoreSpec:
     unit_address: int = 0
     compatible: str = ""
     driver: str = DEFAULT_DRIVER
+
+    clock_hz: int | None = None  # the core clock (SysTick); None: the cpu type's default
+    clock_mode: str = "instructions"  # SysTick counts instructions, or "realtime" host time
 
     @property
     def platform_device(self) -> str:
@@ -273,7 +281,7 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
             raise top.fail(f"core[{i}]", "expected a table")
         c = _Reader(source, ct, f"core[{i}]")
         c.check_keys({"name", "cpu", "boot", "firmware", "recovery", "memory", "node",
-                      "unit_address", "compatible", "driver"})
+                      "unit_address", "compatible", "driver", "clock_hz", "clock_mode"})
         cname = c.req_str("name")
         if cname in seen:
             raise c.fail("name", f"duplicate core name {cname!r}")
@@ -327,8 +335,15 @@ def parse_machine(text: str, source: str = "<string>") -> MachineSpec:
         if any(ch.isspace() or ch == "\0" for ch in compatible):
             raise c.fail("compatible", f"{compatible!r} has white space")
         cdriver = _sysfs_name(c, "driver", c.str_("driver", default=driver) or driver)
+        clock_hz: int | None = None
+        if "clock_hz" in ct:
+            clock_hz = c.int_("clock_hz")
+            if not 1_000 <= clock_hz <= 10_000_000_000:
+                raise c.fail("clock_hz", f"{clock_hz} Hz is not a core clock "
+                             "(1 kHz .. 10 GHz)")
+        clock_mode = c.str_("clock_mode", choices=CLOCK_MODES) or "instructions"
         core = CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), node, unit,
-                        compatible, cdriver)
+                        compatible, cdriver, clock_hz=clock_hz, clock_mode=clock_mode)
         for prev in cores:
             if prev.platform_device == core.platform_device:
                 raise c.fail("unit_address", f"platform device {core.platform_device!r} is "

@@ -42,7 +42,7 @@ from remoteproc.core.states import CrashType, Feature, State
 from remoteproc.errors import RprocError
 from remoteproc.firmware import elf_loader as elf_ops
 from remoteproc.platforms.emulator.bootloader import BootLoader
-from remoteproc.platforms.emulator.cores.cortexm import CortexM4
+from remoteproc.platforms.emulator.cores.cortexm import CortexM4, CortexM33
 from remoteproc.platforms.emulator.cores.cpu import Core, Fault
 from remoteproc.platforms.emulator.cores.riscv import RiscV
 from remoteproc.platforms.emulator.machine import (
@@ -124,7 +124,7 @@ class EmulatedProcessor:
         amap.add(platform.ddr.region)
         self.amap = amap
         self.io = CoreIo(spec.index, platform.scheduler)
-        cls: type[Core] = CortexM4 if spec.arch == "arm" else RiscV
+        cls: type[Core] = {"cortex-m4": CortexM4, "cortex-m33": CortexM33}.get(spec.cpu, RiscV)
         self.core: Core = cls(spec, amap, self.io, platform.scheduler, on_fault=self._on_fault)
         # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
         self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]

@@ -2,8 +2,9 @@
 
 Owns ``Core`` (the architecture-neutral run loop, WFI sleep, interrupt delivery, halting and
 fault capture), ``Fault`` (what went wrong, where, and the registers) and ``CoreState``. The
-architecture subclasses (``cortexm.CortexM4``, ``riscv.RiscV``) supply exception entry and
-return, the "was that a wfi" test and the register dump.
+architecture subclasses (``cortexm.CortexM4`` / ``CortexM33``, ``riscv.RiscV``) supply
+exception entry and return, the "was that a wfi" test, the register dump and, for a core with
+an instruction-counted timer, the run budget and the idle deadline.
 
 Threads and locks:
 - ``start()`` creates a fresh ``Uc`` (a clean CPU: nothing survives a restart but memory) and a
@@ -38,10 +39,13 @@ Threads and locks:
   block has no check after it (unicorn never stops inside one), so a stop lands later; its
   record then waits at a pc that does not repeat the access and is dropped after the next run
   that starts there.
-- No per-instruction hooks: the loop regains control only at ``wfi`` (unicorn returns there),
-  at exception returns (a fetch from the return marker), at faults and on ``emu_stop``.
-  Consequence (documented in docs/virtual-soc.md): an interrupt left pending while masked is
-  taken at the next stop point after it is unmasked, not at the unmasking instruction.
+- No per-instruction Python hooks: the loop regains control at ``wfi`` (unicorn returns there),
+  at CPU exceptions (the architecture's interrupt hook stops the run: exception returns, svc,
+  faults), at the architecture's own check points (Cortex-M: after unmasking instructions), on
+  ``emu_stop`` and when a counted run (``_budget``: SysTick) has executed its instructions.
+  ``RunCounter`` reads how many a counted run executed when it ended early.
+- Consequence (documented in docs/virtual-soc.md): on RISC-V an interrupt left pending while
+  masked is taken at the next stop point after it is unmasked, not at the unmasking instruction.
 - Faults: the run loop turns them into a ``Fault`` and calls ``on_fault`` (the platform posts
   the crash report to its dispatcher thread); the thread then ends, the core is CRASHED and its
   registers stay readable until the next ``start()``.
@@ -84,7 +88,7 @@ from remoteproc.platforms.emulator.memory import AddressMap
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Scheduler
 
-__all__ = ["Core", "CoreState", "Fault", "FaultSink", "Uc", "new_uc"]
+__all__ = ["Core", "CoreState", "Fault", "FaultSink", "RunCounter", "Uc", "new_uc"]
 
 # unicorn's own annotations are partial (mypy strict rejects its untyped methods): the CPU
 # handle is dynamically typed here, and created through ``new_uc``.
@@ -97,6 +101,80 @@ def new_uc(arch: int, mode: int) -> Any:
 
     factory: Any = getattr(unicorn, "Uc")  # noqa: B009 - see above
     return factory(arch, mode)
+
+
+class RunCounter:
+    """How many instructions the last ``emu_start(..., count=N)`` executed.
+
+    unicorn counts the instructions of a counted run in ``uc_struct.emu_counter`` but has no API
+    to read it, and a run that ends early (``wfi``, a host stop, a fault) must still advance a
+    core's cycle count exactly (SysTick). The field's offset is found once per process by
+    running known instruction counts on a scratch CPU and looking for the (counter, count) pair
+    they leave; it is checked with a second count. If unicorn's layout ever defeats the probe,
+    ``executed`` answers ``None`` and callers fall back to an estimate (logged once).
+    """
+
+    _offset: int | None = None
+    _probed = False
+    _lock = threading.Lock()
+
+    @classmethod
+    def _probe(cls) -> int | None:
+        import ctypes
+
+        from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB
+
+        uc = new_uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+        uc.mem_map(0, 0x1000)
+        uc.mem_write(0, b"\x00\xbf" * 0x800)  # nop
+        base = ctypes.cast(uc._uch, ctypes.c_void_p).value
+        if not base:
+            return None
+        word = ctypes.sizeof(ctypes.c_size_t)
+        found: set[int] | None = None
+        for n in (1000, 777):
+            uc.emu_start(1, 0xFFFF_FFFF, 0, n)
+            raw = ctypes.string_at(base, 4096)
+            fmt = "<Q" if word == 8 else "<I"
+            hits = set()
+            for off in range(0, 4096 - 2 * word, word):
+                if (struct_unpack(fmt, raw, off) == n + 1
+                        and struct_unpack(fmt, raw, off + word) == n):
+                    hits.add(off)
+            found = hits if found is None else found & hits
+        if found and len(found) == 1:
+            return found.pop()
+        return None
+
+    @classmethod
+    def executed(cls, uc: Any, count: int) -> int | None:
+        """Instructions the last counted run executed (at most ``count``), None if unknown."""
+        if not cls._probed:
+            with cls._lock:
+                if not cls._probed:
+                    try:
+                        cls._offset = cls._probe()
+                    except Exception:  # pragma: no cover - a foreign unicorn build
+                        cls._offset = None
+                    if cls._offset is None:
+                        log.warning("unicorn's instruction counter not found: SysTick counts "
+                                    "a run that ends early as a full slice")
+                    cls._probed = True
+        if cls._offset is None:
+            return None
+        import ctypes
+
+        base = ctypes.cast(uc._uch, ctypes.c_void_p).value
+        if not base:
+            return None
+        counter = ctypes.c_size_t.from_address(base + cls._offset).value
+        return min(int(counter), count)
+
+
+def struct_unpack(fmt: str, raw: bytes, off: int) -> int:
+    import struct
+
+    return int(struct.unpack_from(fmt, raw, off)[0])
 
 log = logging.getLogger("remoteproc.emulator")
 
@@ -262,6 +340,20 @@ class Core(ABC):
 
     def _on_start(self) -> None:  # noqa: B027
         """Reset architecture state that lives outside the Uc (NVIC, active exceptions)."""
+
+    def _budget(self) -> int:
+        """Instructions the next run may execute (0: unlimited): up to the next tick."""
+        return 0
+
+    def _ran(self, budget: int) -> None:  # noqa: B027
+        """A run ended: account the instructions it executed (tick counting)."""
+
+    def _idle_timeout(self) -> float | None:
+        """How long a core sleeping in wfi may sleep before its own tick (None: forever)."""
+        return None
+
+    def _idle_elapsed(self, seconds: float) -> None:  # noqa: B027
+        """The core slept ``seconds`` in wfi: let its clock advance."""
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -696,7 +788,8 @@ class Core(ABC):
     def _finish_fault(self, fault: Fault) -> Fault:
         if not fault.pc:
             fault.pc = self.pc()
-        fault.regs = self.read_regs()
+        if not fault.regs:  # a fault recorded earlier keeps the registers of its moment
+            fault.regs = self.read_regs()
         fault.arch = self.arch
         return fault
 
@@ -718,7 +811,13 @@ class Core(ABC):
                         if self._gen != self._masked_spin_gen and self._wakes(self.io.lines()):
                             self._sleeping = False
                         else:
-                            self._cv.wait()
+                            # An idle core with a running tick (SysTick) sleeps until the
+                            # tick's wall-clock deadline, never spinning.
+                            timeout = self._idle_timeout()
+                            t0 = time.monotonic()
+                            self._cv.wait(timeout)
+                            if timeout is not None:
+                                self._idle_elapsed(time.monotonic() - t0)
                             continue
                     break
                 self._in_emu = True
@@ -732,7 +831,9 @@ class Core(ABC):
         """One run: enter a pending interrupt, ``emu_start`` until it returns, sort out why.
         Called with ``_in_emu`` set by the thread that runs the core; a fault ends the core."""
         lines = self.io.lines()
-        if lines and self._take_interrupt(lines):
+        # unconditionally: an architecture may have exceptions pending that no line carries
+        # (Cortex-M SysTick, PendSV)
+        if self._take_interrupt(lines):
             self.interrupts_taken += 1
             self._masked_spin_gen = -1
         with self._cv:
@@ -741,8 +842,9 @@ class Core(ABC):
                 return None
         err: Any = None
         began = self.pc()
+        budget = self._budget()
         try:
-            uc.emu_start(self._begin(), self.UNTIL)
+            uc.emu_start(self._begin(), self.UNTIL, 0, budget)
         except UcError as exc:
             err = exc
         except Exception as exc:  # an MMIO callback raised: unicorn re-raises it here
@@ -752,9 +854,11 @@ class Core(ABC):
                                             f"device model error: {exc}", 0))
         with self._cv:
             self._in_emu = False
+        self._ran(budget)
         ended_by_access = bool(self._run_new)
         self._settle_mmio(began)
         if err is not None:
+            # None: the architecture vectored it (a Cortex-M fault handler); the run goes on
             return self._fault_from_error(err)
         trap, self._trap = self._trap, None
         if trap is not None:
@@ -784,7 +888,7 @@ class Core(ABC):
         """Could an exception be entered now (global mask clear, not already active)?"""
         return True
 
-    def _fault_from_error(self, err: Any) -> Fault:
+    def _fault_from_error(self, err: Any) -> Fault | None:
         code = err.errno
         if code in _MMU_ERRORS:
             addr = self._mem_fault[1] if self._mem_fault else None

@@ -105,6 +105,8 @@ class RiscV(Core):
     def _take_interrupt(self, lines: int) -> bool:
         uc = self.uc
         assert uc is not None
+        if not lines:
+            return False
         pending = self._mip(lines) & uc.reg_read(UC_RISCV_REG_MIE)
         if not pending:
             return False
