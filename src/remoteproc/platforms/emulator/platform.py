@@ -51,7 +51,11 @@ from remoteproc.platforms.emulator.machine import (
     MachineSpec,
     load_machine_spec,
 )
+from remoteproc.platforms.emulator.machines.host import HostDriver, make_driver
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
+from remoteproc.platforms.emulator.peripherals.base import Context, create
+from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
+from remoteproc.platforms.emulator.peripherals.svd import svd_names
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
 from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble
@@ -121,11 +125,19 @@ class EmulatedProcessor:
             mem = HostMemory(m.size, name=f"{spec.name}.{m.name}")
             self._memories.append(mem)
             amap.add(Region(m.name, m.da, m.size, mem.view, mem.address))
+            for alias in m.aliases:  # the same memory at another address (no copy)
+                amap.add(Region(f"{m.name}@{alias:#x}", alias, m.size, mem.view, mem.address,
+                                shared=True))
         amap.add(platform.ddr.region)
         self.amap = amap
-        self.io = CoreIo(spec.index, platform.scheduler)
+        self.bus = self._build_bus(platform, spec)
         cls: type[Core] = CortexM4 if spec.arch == "arm" else RiscV
-        self.core: Core = cls(spec, amap, self.io, platform.scheduler, on_fault=self._on_fault)
+        self.core: Core = cls(spec, amap, self.bus, platform.scheduler, on_fault=self._on_fault)
+        self.bus.pc_reader = self.core.pc
+        self.bus.describe_pc = self._describe_pc
+        self.host: HostDriver = make_driver(self)
+        # The default machine's device block, for tests and tools (None on other SoCs).
+        self.io: CoreIo = getattr(self.host, "io", None)  # type: ignore[assignment]
         # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
         self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]
         self.core.to_host_ctrl = self._to_host_ctrl  # type: ignore[method-assign]
@@ -137,6 +149,38 @@ class EmulatedProcessor:
         self.crashes: list[CrashReport] = []
         self.ctrl_from_remote: list[int] = []
         self._ctrl_cv = threading.Condition()
+
+    @staticmethod
+    def _build_bus(platform: EmulatorPlatform, spec: CoreSpec) -> DeviceBus:
+        mspec = platform.spec
+        exclude = [(m.da, m.size) for m in spec.memory]
+        exclude += [(a, m.size) for m in spec.memory for a in m.aliases]
+        exclude.append((mspec.ddr_base, mspec.ddr_size))
+        if spec.arch == "arm":
+            exclude.append((0xE000_0000, 0x10_0000))  # the Cortex-M private peripheral bus
+        bus = DeviceBus(spec.name, policy=mspec.unknown_access, space=mspec.peripheral_space,
+                        exclude=tuple(exclude))
+        ctx = Context(spec.index, spec.name, platform.scheduler, bus, mspec.directory)
+        for ps in spec.peripherals:
+            try:
+                p = create(ps, ctx)
+                if ps.svd is not None:
+                    named = svd_names(ps.svd, ps.svd_peripheral or ps.name)
+                    named.names.update(p.names.names)  # the model's own names win
+                    named.resets.update(p.names.resets)
+                    named.peripheral = ps.name
+                    p.names = named
+            except ValueError as exc:
+                raise RprocError(errno.EINVAL, f"{ps.where}: {exc}") from None
+            bus.add(p)
+        return bus
+
+    def _describe_pc(self, pc: int) -> str:
+        sym = self._quick_symbols()
+        return sym.describe(pc) if sym is not None else f"{pc:#x}"
+
+    def _quick_symbols(self) -> Symbolizer | None:
+        return self.symbolizer
 
     def _set_image(self, image: bytes) -> None:
         # Symbols are parsed on the first crash, not at boot: DWARF parsing takes ~200 ms.
@@ -153,8 +197,12 @@ class EmulatedProcessor:
 
     @property
     def console(self) -> list[str]:
-        with self.io.lock:
-            return list(self.io.console)
+        return self.host.console()
+
+    @property
+    def unknown_accesses(self) -> list[Any]:
+        """Unmodelled register accesses the firmware made since it started (bus.py)."""
+        return list(self.bus.unknown_log)
 
     @property
     def last_crash(self) -> CrashReport | None:
@@ -197,6 +245,7 @@ class EmulatedProcessor:
         for region in self.amap:
             if not region.shared and region.da not in have:
                 coredump.add_segment(rproc, region.da, region.size)
+        self.host.prepare(rproc)
 
     def _unprepare(self, rproc: Rproc) -> None:
         """Nothing to undo: memory stays mapped for the platform's life, and the core's
@@ -209,12 +258,16 @@ class EmulatedProcessor:
         self._set_image(bytes(fw.data))
 
     def _start(self, rproc: Rproc) -> None:
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
+        self.bus.forget_unknown()
+        self.host.before_start()
         self.core.start(rproc.bootaddr)
 
     def _stop(self, rproc: Rproc) -> None:
+        self.host.request_stop(rproc)
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
+        self.host.after_stop()
 
     def _coredump(self, rproc: Rproc) -> None:
         """The default ELF core, with registers even for a crash the host asked for (debugfs
@@ -232,8 +285,7 @@ class EmulatedProcessor:
         # resource table is kept across that restart (as in retained RAM): the restarted
         # firmware finds the vring addresses and notify ids the host assigned, which the
         # host, re-attaching without re-parsing the table, keeps using.
-        with self.io.lock:
-            da, size = self.io.rsc_table_da, self.io.rsc_table_size
+        da, size = self.host.published_rsc_table()
         table = self.amap.translate(da, size) if da else None
         keep = bytes(table) if table is not None else None
         if keep is not None and rproc.table_ptr is not None and len(rproc.table_ptr) == size:
@@ -243,9 +295,12 @@ class EmulatedProcessor:
     def _detach(self, rproc: Rproc) -> None:
         if not self.core.running:
             return  # a crashed core (attach-recovery) has nobody to tell
+        if self.io is None:
+            self.host.detach()
+            return
         with self._ctrl_cv:
             seen = len(self.ctrl_from_remote)
-        self.io.host_ctrl(CTRL_DETACH)
+        self.host.host_ctrl(CTRL_DETACH)  # type: ignore[attr-defined]
         with self._ctrl_cv:
             acked = self._ctrl_cv.wait_for(
                 lambda: CTRL_DETACH_ACK in self.ctrl_from_remote[seen:], DETACH_ACK_TIMEOUT_S)
@@ -253,7 +308,7 @@ class EmulatedProcessor:
             log.warning("%s: no DETACH acknowledgement from the firmware", self.name)
 
     def _kick(self, rproc: Rproc, notifyid: int) -> None:
-        if not self.io.host_kick(notifyid):
+        if not self.host.kick(notifyid):
             log.warning("%s: mailbox full, kick %d dropped", self.name, notifyid)
 
     def _da_to_va(self, rproc: Rproc, da: int, n: int) -> memoryview | None:
@@ -270,8 +325,7 @@ class EmulatedProcessor:
         # A core restarted just now publishes its table within its first instructions.
         deadline = time.monotonic() + RSC_PUBLISH_TIMEOUT_S
         while True:
-            with self.io.lock:
-                da, size = self.io.rsc_table_da, self.io.rsc_table_size
+            da, size = self.host.published_rsc_table()
             if da or not self.core.running or time.monotonic() > deadline:
                 break
             time.sleep(0.001)
@@ -287,6 +341,8 @@ class EmulatedProcessor:
         return view
 
     def _panic(self, rproc: Rproc) -> int:
+        if self.io is None:
+            return self.host.panic()
         self.io.host_ctrl(CTRL_SHUTDOWN)
         return PANIC_DELAY_MS
 
@@ -295,7 +351,7 @@ class EmulatedProcessor:
     def boot_preloaded(self, name: str, image: bytes) -> None:
         """What a boot loader does before the host runs: load ``image`` and start the core."""
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
         entry = self.platform.bootloader.boot(self.name, name, image, self.amap.translate)
         self.firmware_name = name
         self._set_image(image)
@@ -304,7 +360,7 @@ class EmulatedProcessor:
     def reboot_from_loader(self, keep_table: tuple[int, bytes] | None = None) -> None:
         """The boot loader restarts its image; ``keep_table`` = (da, bytes) survives it."""
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
         try:
             entry = self.platform.bootloader.reload(self.name, self.amap.translate)
         except RprocError as exc:
@@ -365,7 +421,7 @@ class EmulatedProcessor:
 
     def close(self) -> None:
         self.core.close()
-        self.io.quiesce()
+        self.bus.quiesce()
         for mem in self._memories:
             mem.close()
 
