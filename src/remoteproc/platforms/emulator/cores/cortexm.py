@@ -71,34 +71,38 @@ _INTR_NAMES = {1: "undefined instruction", 2: "svc", 3: "prefetch abort (bad fet
 
 
 class Nvic:
-    """ISER0/ICER0/ISPR0/ICPR0 and VTOR; the core's lock is not needed (one thread uses it)."""
+    """ISER/ICER/ISPR/ICPR (240 lines) and VTOR; no lock needed (one thread uses it)."""
 
     def __init__(self) -> None:
         self.enabled = 0
         self.sw_pending = 0
         self.vtor = 0
 
+    # ISER/ICER/ISPR/ICPR hold 8 words each (240 lines, IRQ n in word n // 32); SoC models
+    # (peripherals/) assert lines above 31 (STM32MP157's IPCC is IRQ 103).
     def read(self, offset: int) -> int:
-        if offset in (0x100, 0x180):
-            return self.enabled
-        if offset in (0x200, 0x280):
-            return self.sw_pending
+        word = (offset & 0x1F) >> 2
+        if 0x100 <= offset < 0x120 or 0x180 <= offset < 0x1A0:
+            return (self.enabled >> (32 * word)) & 0xFFFF_FFFF
+        if 0x200 <= offset < 0x220 or 0x280 <= offset < 0x2A0:
+            return (self.sw_pending >> (32 * word)) & 0xFFFF_FFFF
         if offset == 0xD08:
             return self.vtor
         return 0
 
     def write(self, offset: int, value: int) -> bool:
         """Returns True when the write may have made an interrupt deliverable."""
-        if offset == 0x100:
-            self.enabled |= value
+        bits = (value & 0xFFFF_FFFF) << (32 * ((offset & 0x1F) >> 2))
+        if 0x100 <= offset < 0x120:
+            self.enabled |= bits
             return True
-        if offset == 0x180:
-            self.enabled &= ~value
-        elif offset == 0x200:
-            self.sw_pending |= value
+        if 0x180 <= offset < 0x1A0:
+            self.enabled &= ~bits
+        elif 0x200 <= offset < 0x220:
+            self.sw_pending |= bits
             return True
-        elif offset == 0x280:
-            self.sw_pending &= ~value
+        elif 0x280 <= offset < 0x2A0:
+            self.sw_pending &= ~bits
         elif offset == 0xD08:
             self.vtor = value & 0xFFFF_FF80
         return False

@@ -182,6 +182,7 @@ def _load_builtin() -> None:
     # Importing the families registers their models (one module per family).
     from remoteproc.platforms.emulator.peripherals import (  # noqa: F401
         regfile,
+        stm32_gpio,
         stm32_hsem,
         stm32_ipcc,
         stm32_rcc,

@@ -63,6 +63,10 @@ class Hsem(Peripheral):
                 self.names.names[base + off] = f"C{c}{n}"
         self.names.names.update({CR: "CR", KEYR: "KEYR"})
         self._lock = threading.Lock()
+        self.owner: list[int] = [0] * self.count
+        self.ier = [0, 0, 0]
+        self.isr = [0, 0, 0]
+        self.key = 0
         self.reset()
 
     @classmethod
@@ -78,11 +82,15 @@ class Hsem(Peripheral):
             raise ValueError("params.core_id: 1 to 15")
 
     def reset(self, *, clear_retained: bool = False) -> None:
+        """The emulated core restarts: its semaphores are freed and its interrupt block
+        cleared; what the other core (the host) holds is kept, as on the SoC, where the HSEM
+        is not reset with one processor."""
         with self._lock:
-            self.owner = [0] * self.count  # LOCK | COREID << 8 | PROCID, or 0
-            self.ier = [0, 0, 0]
-            self.isr = [0, 0, 0]
-            self.key = 0
+            for i, own in enumerate(self.owner):
+                if own and (own >> 8) & 0xF == self.core_id:
+                    self.owner[i] = 0
+            self.ier[self.core_id] = 0
+            self.isr[self.core_id] = 0
 
     def _unlock(self, i: int) -> None:
         # lock held
