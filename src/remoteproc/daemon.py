@@ -1,7 +1,8 @@
 """``rprocd``: register a machine's remote processors and serve the kernel's userspace ABI for
 them under a directory, in the foreground, until SIGTERM, SIGINT or SIGHUP.
 
-    rprocd --mount DIR [--machine FILE] [--firmware-dir DIR] [--sim NAME]... [-v]
+    rprocd --mount DIR [--machine NAME|FILE] [--symbols CORE=FILE]... [--firmware-dir DIR]
+           [--sim NAME]... [-v]
 
 Owns ``Daemon`` (the host, the machine, the ABI tree, the mount, and their shutdown order) and
 ``main`` (the console script).
@@ -75,10 +76,12 @@ def sim_image() -> bytes:
 class Daemon:
     """One rprocd run. ``start()`` then ``wait()`` / ``stop()``; a context manager."""
 
-    def __init__(self, mount: Path, *, machine: Path | None = None,
-                 firmware_dir: Path | None = None, sims: Sequence[str] = ()) -> None:
+    def __init__(self, mount: Path, *, machine: Path | str | None = None,
+                 firmware_dir: Path | None = None, sims: Sequence[str] = (),
+                 symbols: dict[str, str] | None = None) -> None:
         self.mountpoint = mount
         self.machine_path = machine
+        self.symbols = dict(symbols or {})
         self.sims = list(sims)
         self._tmp_fw: Path | None = None
         if firmware_dir is None:
@@ -120,7 +123,8 @@ class Daemon:
                 host.add_firmware(f"rproc-{name}-fw", img)
                 sim.make_rproc(name, host=host, auto_boot=False)
         else:
-            self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
+            self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host,
+                                        symbols=self.symbols)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
 
     def wait(self) -> None:
@@ -168,9 +172,13 @@ def _parser() -> argparse.ArgumentParser:
                     "a FUSE mount, in the foreground, until SIGTERM, SIGINT or SIGHUP.")
     p.add_argument("--mount", required=True, type=Path, metavar="DIR",
                    help="where to mount the tree (created if missing)")
-    p.add_argument("--machine", type=Path, metavar="FILE",
-                   help=f"machine description (default: the bundled virtual SoC, "
-                        f"{DEFAULT_MACHINE.name})")
+    p.add_argument("--machine", metavar="NAME|FILE",
+                   help="a bundled machine's name (`rproc machines` lists them: default, "
+                        "stm32mp157, stm32mp257, stm32mp215) or a machine description file "
+                        f"(default: the bundled virtual SoC, {DEFAULT_MACHINE.name})")
+    p.add_argument("--symbols", action="append", default=[], metavar="CORE=FILE",
+                   help="take CORE's function names from FILE (a stripped image's unstripped "
+                        "twin; without it, the twin is looked for beside the image; repeatable)")
     p.add_argument("--firmware-dir", type=Path, metavar="DIR",
                    help="firmware search folder, linked as lib/firmware "
                         "(default: a temporary folder removed at exit)")
@@ -184,8 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="rprocd: %(name)s: %(message)s")
+    symbols: dict[str, str] = {}
+    for item in args.symbols:
+        core, sep, path = item.partition("=")
+        if not sep or not core or not path:
+            print(f"rprocd: --symbols {item}: expected CORE=FILE", file=sys.stderr)
+            return 2
+        symbols[core] = path
     daemon = Daemon(args.mount, machine=args.machine, firmware_dir=args.firmware_dir,
-                    sims=args.sim)
+                    sims=args.sim, symbols=symbols)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         daemon.stop_event.set()

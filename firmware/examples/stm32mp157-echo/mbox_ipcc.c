@@ -38,11 +38,25 @@ void mbox_kick(uint32_t notifyid)
     IPCC_C2SCR = IPCC_SCR_SET(notifyid);
 }
 
+/* A shutdown or detach request is acknowledged by freeing its channel (the host's mailbox
+ * waits for "TX free"), once it has been acted on in thread context: the interrupt handler
+ * only masks the channel so that the level-triggered line drops meanwhile. */
+static void ack_channel(uint32_t ch)
+{
+    vsoc_mb();
+    IPCC_C2SCR = IPCC_SCR_CLEAR(ch);
+    IPCC_C2MR &= ~IPCC_MR_OCCUPIED_MASK(ch);
+}
+
 void mbox_send_ctrl(uint32_t word)
 {
-    /* The acknowledgement of a shutdown or detach request is freeing its channel, which the
-     * interrupt handler has done already. */
-    (void)word;
+    if (word == MBOX_CTRL_DETACH_ACK)
+        ack_channel(CH_DETACH);   /* the rpmsg stack has dropped the vrings */
+}
+
+void mbox_ack_shutdown(void)
+{
+    ack_channel(CH_SHUTDOWN);
 }
 
 /* RX-occupied interrupt: the host rang one or more channels. Take each, then free it. */
@@ -53,12 +67,12 @@ void ipcc_rx_irq(void)
         if (!(pending & (1u << ch)))
             continue;
         ipcc_rx_count[ch]++;
-        if (ch == CH_SHUTDOWN)
-            rpmsg_mbox_ctrl(MBOX_CTRL_SHUTDOWN);
-        else if (ch == CH_DETACH)
-            rpmsg_mbox_ctrl(MBOX_CTRL_DETACH);
-        else
-            rpmsg_mbox_kicked(ch);
+        if (ch == CH_SHUTDOWN || ch == CH_DETACH) {
+            IPCC_C2MR |= IPCC_MR_OCCUPIED_MASK(ch);   /* freed by the acknowledgement */
+            rpmsg_mbox_ctrl(ch == CH_SHUTDOWN ? MBOX_CTRL_SHUTDOWN : MBOX_CTRL_DETACH);
+            continue;
+        }
+        rpmsg_mbox_kicked(ch);
         IPCC_C2SCR = IPCC_SCR_CLEAR(ch);
     }
 }

@@ -50,6 +50,7 @@ from remoteproc.platforms.emulator.machine import (
     CoreSpec,
     MachineSpec,
     load_machine_spec,
+    resolve_machine,
 )
 from remoteproc.platforms.emulator.machines.host import HostDriver, make_driver
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
@@ -58,7 +59,7 @@ from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
 from remoteproc.platforms.emulator.peripherals.svd import svd_names
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
-from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble
+from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble, find_symbol_file
 
 if TYPE_CHECKING:
     from remoteproc.core.host import Host
@@ -145,7 +146,12 @@ class EmulatedProcessor:
         self.rproc: Rproc | None = None
         self.firmware_name: str | None = None
         self._image: bytes | None = None
+        self._image_path: str | None = None
         self._symbolizer: Symbolizer | None = None
+        self._quick: Symbolizer | None = None
+        # A symbol file for stripped images: rprocd --symbols, else the machine file's.
+        self.symbol_file: str | None = spec.symbols
+        self.symbols_from: str | None = None  # the file the symbols came from (None: image)
         self.crashes: list[CrashReport] = []
         self.ctrl_from_remote: list[int] = []
         self._ctrl_cv = threading.Condition()
@@ -180,17 +186,39 @@ class EmulatedProcessor:
         return sym.describe(pc) if sym is not None else f"{pc:#x}"
 
     def _quick_symbols(self) -> Symbolizer | None:
-        return self.symbolizer
+        # Function names only (no DWARF): this runs on the emulation thread, inside an access.
+        if self._quick is None and self._image is not None:
+            self._quick = Symbolizer(self._symbol_image(), lines=False)
+        return self._quick
 
-    def _set_image(self, image: bytes) -> None:
+    def _set_image(self, image: bytes, path: str | None = None) -> None:
         # Symbols are parsed on the first crash, not at boot: DWARF parsing takes ~200 ms.
         self._image = image
+        self._image_path = path
         self._symbolizer = None
+        self._quick = None
+        self.symbols_from = None
+
+    def _symbol_image(self) -> bytes:
+        """The image's bytes, or its symbol file's when it is stripped (symbolize.py)."""
+        assert self._image is not None
+        found = find_symbol_file(self._image_path, self._image, self.symbol_file)
+        if found is not None:
+            try:
+                with open(found, "rb") as fh:
+                    data = fh.read()
+                self.symbols_from = found
+                return data
+            except OSError as exc:
+                log.warning("%s: symbol file %s: %s", self.name, found, exc.strerror)
+        elif self.symbol_file:
+            log.warning("%s: symbol file %s not found", self.name, self.symbol_file)
+        return self._image
 
     @property
     def symbolizer(self) -> Symbolizer | None:
         if self._symbolizer is None and self._image is not None:
-            self._symbolizer = Symbolizer(self._image)
+            self._symbolizer = Symbolizer(self._symbol_image())
         return self._symbolizer
 
     # ---- host-side views -----------------------------------------------------------------------
@@ -255,7 +283,7 @@ class EmulatedProcessor:
         self.core.stop()  # a recovery reload must not write under a running core
         elf_ops.rproc_elf_load_segments(rproc, fw)
         self.firmware_name = fw.name
-        self._set_image(bytes(fw.data))
+        self._set_image(bytes(fw.data), fw.path)
 
     def _start(self, rproc: Rproc) -> None:
         self.bus.reset(clear_rsc=True)
@@ -414,8 +442,11 @@ class EmulatedProcessor:
         if sym is not None and ret is not None and ret < 0xE000_0000:
             caller = sym.describe((ret & ~1) - (2 if fault.arch == "arm" else 4))
         regs: dict[str, object] = dict(fault.regs)
+        fw = self.firmware_name
+        if fw is not None and self.symbols_from is not None:
+            fw += f" (symbols from {self.symbols_from})"
         return CrashReport(self.name, fault.crash_type, fault.reason, fault.pc, where, insn,
-                           caller, regs, self.firmware_name)
+                           caller, regs, fw)
 
     # ---- lifetime --------------------------------------------------------------------------------
 
@@ -548,9 +579,17 @@ class EmulatorPlatform:
         self.close()
 
 
-def load_machine(path: str | Path | None, host: Host) -> EmulatorPlatform:
-    """``rprocd``'s entry point: build the machine at ``path`` and register it with ``host``."""
-    platform = EmulatorPlatform.from_toml(path)
+def load_machine(path: str | Path | None, host: Host,
+                 symbols: dict[str, str] | None = None) -> EmulatorPlatform:
+    """``rprocd``'s entry point: build the machine ``path`` (a file or a bundled machine's
+    name) and register it with ``host``; ``symbols`` maps core names to symbol files."""
+    platform = EmulatorPlatform.from_toml(resolve_machine(path))
+    for core, sym in (symbols or {}).items():
+        if core not in platform.processors:
+            platform.close()
+            raise RprocError(errno.EINVAL, f"--symbols {core}={sym}: no core named {core!r} in "
+                             f"{platform.spec.source}")
+        platform.processors[core].symbol_file = sym
     try:
         platform.register(host)
     except BaseException:
