@@ -229,7 +229,7 @@ def test_svd_names_unmodelled_registers() -> None:
     b = Board()
     try:
         bus = b.proc.bus
-        assert bus.read(0x4000_F01C) == 0x0080_00C0  # USART3.ISR: the SVD's reset value
+X
         bus.write(0x4000_F000, 1)
         bus.read(0x4000_F01C)  # reported once only
         assert [(u.what, u.is_write) for u in b.proc.unknown_accesses] == [
