@@ -1,6 +1,8 @@
 /*
- * stm32mp157-echo - rpmsg echo for the STM32MP157's Cortex-M4, written against the SoC's real
- * registers (stm32mp157.h): what vendor OpenAMP firmware does at boot, without vendor code.
+ * stm32mp157-echo - rpmsg echo for the STM32MP157's Cortex-M4 (and, built with -DSOC_STM32MP257 /
+ * -DSOC_STM32MP215, for the STM32MP2's Cortex-M33: IPCC1, USART2 and the rpmsg part only),
+ * written against the SoC's real registers (stm32mp157.h, stm32mp2.h): what vendor OpenAMP
+ * firmware does at boot, without vendor code.
  *
  * Boot: enable the HSEM, IPCC and UART7 clocks (RCC_MC_*ENSETR, read back through ENCLRR), wait
  * for the clock tree's ready flags (RCC OCRDYR.HSIRDY, PLL3CR.PLLRDY, MSSCKSELR.MCUSSRCRDY,
@@ -15,7 +17,7 @@
  */
 #include "rpmsg.h"
 #include "rsc_table.h"
-#include "stm32mp157.h"
+#include "soc.h"
 #include "trace.h"
 #include "vsoc.h"
 
@@ -36,11 +38,12 @@ RSC_TABLE_SECTION struct mp1_rsc_table resource_table = {
 
 void console_putc(char c)
 {
-    while (!(USART_ISR(UART7_BASE) & USART_ISR_TXE))
+    while (!(USART_ISR(CONSOLE_UART) & USART_ISR_TXE))
         ;
-    USART_TDR(UART7_BASE) = (uint8_t)c;
+    USART_TDR(CONSOLE_UART) = (uint8_t)c;
 }
 
+#if SOC_HAS_HSEM
 static void wait_set(volatile uint32_t *reg, uint32_t bit, const char *what)
 {
     uint32_t spins = 0;
@@ -66,15 +69,18 @@ __attribute__((noinline)) static void clocks_init(void)
     trace_printf("rcc: AHB3 clocks 0x%x", on);
 }
 
+#endif
+
 static void uart_init(void)
 {
-    USART_BRR(UART7_BASE) = 64000000u / 115200u;
-    USART_CR1(UART7_BASE) = USART_CR1_UE | USART_CR1_TE;
-    while (!(USART_ISR(UART7_BASE) & USART_ISR_TEACK))
+    USART_BRR(CONSOLE_UART) = 64000000u / 115200u;
+    USART_CR1(CONSOLE_UART) = USART_CR1_UE | USART_CR1_TE;
+    while (!(USART_ISR(CONSOLE_UART) & USART_ISR_TEACK))
         ;
 }
 
 /* ---- HSEM ---------------------------------------------------------------------------------- */
+#if SOC_HAS_HSEM
 
 #define SEM_OWN  5u
 #define SEM_HOST 7u
@@ -115,6 +121,8 @@ void hsem_irq(void)
     }
 }
 
+#endif /* SOC_HAS_HSEM */
+
 /* ---- rpmsg --------------------------------------------------------------------------------- */
 
 static struct rpmsg_endpoint tty_ept, raw_ept;
@@ -138,6 +146,7 @@ static void ctrl_hook(uint32_t word)
 
 int main(void)
 {
+#if SOC_HAS_HSEM
     clocks_init();
     uart_init();
     TAMP_BKP17R = (uint32_t)(uintptr_t)&resource_table;
@@ -145,6 +154,10 @@ int main(void)
     trace_printf("stm32mp157-echo: idcode 0x%x, ipcc %u channels, mpu type 0x%x",
                  DBGMCU_IDCODE, IPCC_HWCFGR & 0xFFu, SCB_MPU_TYPE);
     hsem_demo();
+#else
+    uart_init();
+    trace_printf("%s-echo: ipcc %u channels", SOC_NAME, IPCC_HWCFGR & 0xFFu);
+#endif
     rpmsg_init(&resource_table.vdev.vdev);
     rpmsg_set_ctrl_hook(ctrl_hook);
     rpmsg_enable_detach(1);

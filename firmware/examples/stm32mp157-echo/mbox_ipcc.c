@@ -5,7 +5,7 @@
  * C1TOC2SR, acknowledges them through C2SCR CHnC, and rings the host with C2SCR CHnS.
  */
 #include "mbox.h"
-#include "stm32mp157.h"
+#include "soc.h"
 #include "vsoc.h"
 
 #define CH_VQ0      0u
@@ -24,7 +24,7 @@ void mbox_init(void)
         mr &= ~IPCC_MR_OCCUPIED_MASK(ch);
     IPCC_C2MR = mr;
     IPCC_C2CR = IPCC_CR_RXOIE;
-    nvic_enable(IPCC_RX1_IRQn);
+    nvic_enable(IPCC_RX_IRQn);
 }
 
 void mbox_kick(uint32_t notifyid)

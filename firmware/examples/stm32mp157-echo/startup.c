@@ -1,13 +1,12 @@
 /*
- * startup.c - STM32MP157 Cortex-M4 vectors and reset, for this example.
- *
- * The vector table (16 exceptions + 150 IRQs, 0x298 bytes) is in RETRAM at 0; code and data are
- * in MCUSRAM (stm32mp157.ld). IRQ entry follows the SDK's pattern (firmware/sdk/src/
+ * startup.c - vectors and reset for this example: STM32MP157's Cortex-M4 (the vector table,
+ * 16 exceptions + 150 IRQs = 0x298 bytes, in RETRAM at 0; code and data in MCUSRAM:
+ * stm32mp157.ld) or STM32MP2's Cortex-M33 (everything in DDR: stm32mp2.ld). IRQ entry follows the SDK's pattern (firmware/sdk/src/
  * startup_m4.c): the handler runs, then vsoc_irq_resume_pc() may move the stacked pc past
  * vsoc_sleep()'s wfi so no wake-up is lost.
  */
 #include <stdint.h>
-#include "stm32mp157.h"
+#include "soc.h"
 #include "vsoc.h"
 
 extern uint32_t _estack, _sidata, _sdata, _edata, _sbss, _ebss;
@@ -18,7 +17,9 @@ extern void hsem_irq(void);
 void Reset_Handler(void);
 void Default_Handler(void);
 static void IPCC_RX1_IRQHandler(void);
+#if SOC_HAS_HSEM
 static void HSEM_IT2_IRQHandler(void);
+#endif
 
 typedef void (*vector_t)(void);
 
@@ -35,7 +36,9 @@ typedef void (*vector_t)(void);
     }
 
 IRQ_WRAPPER(IPCC_RX1_IRQHandler, ipcc_rx_irq)
+#if SOC_HAS_HSEM
 IRQ_WRAPPER(HSEM_IT2_IRQHandler, hsem_irq)
+#endif
 
 /* Ranges first, then the two handlers: the later designators win (on purpose). */
 #pragma GCC diagnostic push
@@ -45,8 +48,10 @@ __attribute__((section(".vectors"), used)) const vector_t mp1_vectors[16 + NUM_I
     [1] = Reset_Handler,
     [2 ... 15] = Default_Handler,
     [16 ... 16 + NUM_IRQS - 1] = Default_Handler,
-    [16 + IPCC_RX1_IRQn] = IPCC_RX1_IRQHandler,
+    [16 + IPCC_RX_IRQn] = IPCC_RX1_IRQHandler,
+#if SOC_HAS_HSEM
     [16 + HSEM_IT2_IRQn] = HSEM_IT2_IRQHandler,
+#endif
 };
 #pragma GCC diagnostic pop
 

@@ -96,6 +96,12 @@
 #define HSEM_IT2_IRQn        125u
 #define NUM_IRQS             150u
 
+/* ---- what the shared sources use ---------------------------------------------------------- */
+#define SOC_NAME             "stm32mp157"
+#define IPCC_RX_IRQn         IPCC_RX1_IRQn
+#define CONSOLE_UART         UART7_BASE
+#define SOC_HAS_HSEM         1
+
 #define NVIC_ISER(n)         REG(0xE000E100u + 4u * (n))
 #define SCB_VTOR             REG(0xE000ED08u)
 #define SCB_MPU_TYPE         REG(0xE000ED90u)
