@@ -350,3 +350,54 @@ def test_rprocd_machine_stm32mp157_boots_echoes_over_rpmsg_and_tty(tmp_path: Pat
         assert d.sh(f"cat {R}/state").stdout == "offline\n"
     finally:
         d.kill()
+
+
+def _strict_machine(tmp: Path) -> Path:
+    """The stm32mp157 machine without the RCC's APB1 enable pair, strict: the firmware's
+    UART7 clock enable becomes an mmufault in clocks_init."""
+    text = _NO_APB1.replace('unknown_access = "log"', 'unknown_access = "strict"')
+    path = tmp / "mp1-strict.toml"
+    path.write_text(text)
+    shutil.copy(MACHINES_DIR / "stm32mp15.svd", tmp / "stm32mp15.svd")
+    return path
+
+
+@pytest.mark.parametrize("how", ["rprocd --symbols", "rproc firmware --symbols"])
+def test_rprocd_and_client_name_a_symbol_file_for_a_stripped_image(tmp_path: Path,
+                                                                   how: str) -> None:
+    from test_rprocd import Rprocd
+
+    stripped = _stripped(tmp_path)
+    twin = tmp_path / "twin" / "symbols.elf"
+    twin.parent.mkdir()
+    shutil.copy(FW_DIR / FW, twin)
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    args = ["--machine", str(_strict_machine(tmp_path)), "--firmware-dir", str(fw)]
+    if how == "rprocd --symbols":
+        shutil.copy(stripped, fw / FW)
+        args += ["--symbols", f"m4={twin}"]
+    d = Rprocd(tmp_path / "root", *args)
+    try:
+        if how == "rproc firmware --symbols":
+            r = _rproc("--root", str(d.root), "firmware", "m4", FW, "--install", str(stripped),
+                       "--symbols", str(twin))
+            assert r.returncode == 0, r.stderr
+            assert (fw / f"{FW}.debug").read_bytes() == twin.read_bytes()
+        R = "$R/sys/class/remoteproc/remoteproc0"
+        assert d.sh(f"echo {FW} > {R}/firmware && echo start > {R}/state").returncode == 0
+        wait_until(lambda: "mmufault" in d.log(), 30, "the crash report")
+        wait_until(lambda: "called from" in d.log() or "firmware " in d.log(), 5, "report")
+        log = d.log()
+        assert "write to unmodelled RCC+0xa80" in log
+        assert "in clocks_init+0x" in log, log
+    finally:
+        d.kill()
+
+
+def test_rprocd_symbols_option_is_checked(tmp_path: Path) -> None:
+    for bad, why in (("m4", "expected CORE=FILE"), ("zz=/x", "no core named 'zz'")):
+        r = subprocess.run([sys.executable, "-m", "remoteproc.daemon", "--mount",
+                            str(tmp_path / "m"), "--machine", "stm32mp157", "--symbols", bad],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
