@@ -143,3 +143,16 @@ def test_ipcc_both_views_and_its_interrupt_lines() -> None:
         assert ipcc.host_set(0) and not ipcc.host_set(0)  # type: ignore[union-attr]
         bus.write(base + 0x18, 1)
         assert bus.read(base + 0x0C) == 1
+
+
+def test_gpio_bsrr_sets_and_resets_odr_and_idr_reads_outputs() -> None:
+    with _platform(MACHINES.joinpath("stm32mp157.toml").read_text()) as plat:
+        bus = plat["m4"].bus
+        gpioh = 0x5000_9000
+        assert bus.read(gpioh) == 0xFFFF_FFFF  # MODER: analog after reset
+        bus.write(gpioh, 0xFFFF_7FFF & ~(3 << 14) | (1 << 14))  # PH7 output
+        bus.write(gpioh + 0x18, 1 << 7)  # BSRR: set PH7
+        assert bus.read(gpioh + 0x14) == 0x80 and bus.read(gpioh + 0x10) == 0x80
+        bus.write(gpioh + 0x18, 1 << (16 + 7))  # BSRR: reset PH7
+        assert bus.read(gpioh + 0x14) == 0 and bus.read(gpioh + 0x18) == 0
+        assert plat["m4"].unknown_accesses == []

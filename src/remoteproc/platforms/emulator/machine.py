@@ -1,13 +1,19 @@
-"""The machine description: which remote cores a virtual SoC has, and how each one boots.
+"""The machine description: which remote cores a virtual SoC has, their memory, the peripherals
+they see, and how each one boots.
 
-Owns ``MachineSpec`` / ``CoreSpec`` / ``MemorySpec`` (frozen, validated), ``parse_machine``
-(TOML text -> spec) and ``load_machine_spec`` (a file -> spec), plus ``DEFAULT_MACHINE``, the
-description that ships with the package.
+Owns ``MachineSpec`` / ``CoreSpec`` / ``MemorySpec`` / ``ReservedSpec`` (frozen, validated),
+``parse_machine`` (TOML text -> spec), ``load_machine_spec`` (a file -> spec),
+``bundled_machines`` / ``resolve_machine`` (the machines that ship with the package, by name:
+``rproc machines``, ``rprocd --machine NAME``) and ``DEFAULT_MACHINE``.
 
-Format (every number may be written in hex)::
+Format (every number may be written in hex; docs/virtual-soc.md "Describing a new SoC")::
 
     [machine]
     name = "vsoc"
+    description = "..."        # optional, shown by `rproc machines`
+    platform = "vsoc"          # the host-side driver: vsoc | stm32mp1 | stm32mp2
+    unknown_access = "log"     # log (default): report once, read the reset value | strict: fault
+    peripheral_space = [[0x40000000, 0x20000000]]   # optional: reported, not fatal, under log
 
     [ddr]                      # shared by every core and the host; pa == da
     base = 0x80000000
@@ -21,19 +27,32 @@ Format (every number may be written in hex)::
     boot = "auto"              # auto (rproc auto-boot) | manual (starts offline) | preloaded
     firmware = "rpmsg-echo-m4.elf"
     recovery = "reload"        # reload | attach (RPROC_FEAT_ATTACH_ON_RECOVERY)
-    memory = [ { name = "tcm", da = 0x0, size = 0x80000 },
+    symbols = "fw.debug"       # optional: function names for a stripped image
+    memory = [ { name = "tcm", da = 0x0, size = 0x80000 },          # + aliases = [...], pa = ...
                { name = "sram", da = 0x20000000, size = 0x40000 } ]
+    reserved = [ { name = "vdev0vring0", pa = 0x..., size = 0x1000 } ]   # DT memory-region
 
-``memory`` is optional (the default is the TCM and SRAM of docs/virtual-soc.md). The mailbox,
-console, timer, watchdog and system control windows are at the fixed addresses of that page.
+    [[peripheral]]             # one instance per core (or `cores = [...]`)
+    name = "IPCC"
+    base = 0x4C001000
+    size = 0x400
+    model = "stm32-ipcc"       # a registered model (peripherals/base.py)
+    params = { channels = 6 }
+    svd = "soc.svd"            # optional: register names (relative to the machine file)
+
+``memory`` is optional (the default is the TCM and SRAM of docs/virtual-soc.md). Without any
+``[[peripheral]]`` a core gets the default machine's ``vsoc`` block at ``0x4000_0000``.
 
 Rules:
 - Every error is ``RprocError(EINVAL)`` whose message names the file and the key, e.g.
-  ``default.toml: core[1].cpu: unknown cpu 'z80' (expected one of ...)``.
+  ``default.toml: core[1].cpu: unknown cpu 'z80' (expected one of ...) (line 31)``; the line is
+  found in the text (best effort: TOML parsers keep no positions).
 - At most ``MAX_CORES`` (64) processors: the kernel's remoteproc character devices have
   ``NUM_RPROC_DEVICES`` = 64 minors.
-- One core's address map has no overlaps: its memory regions (given or default, with distinct
-  names), the DDR window, the peripheral block and, on Cortex-M, the SCS.
+- One core's address map has no overlaps: its memory regions and their aliases (distinct
+  names), the DDR window, its peripherals (whole pages) and, on Cortex-M, the SCS; peripherals
+  do not overlap each other. Models check their own ``params`` and SVD files are parsed here, so
+  a bad one fails at load, naming the field.
 - Parsing is pure: no emulator, no memory, no threads (the platform builds those).
 """
 
