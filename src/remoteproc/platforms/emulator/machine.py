@@ -522,10 +522,13 @@ def parse_machine(text: str, source: str = "<string>", directory: str | Path = "
                 raise r.fail("pa", f"reserved region {rs.name!r} [{rs.pa:#x}, "
                              f"{rs.pa + rs.size:#x}) is not inside one of the core's memories")
             reserved.append(rs)
-        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems), symbols,
-                              tuple(reserved), tuple(mine)))
+        cores.append(CoreSpec(cname, cpu, i, boot, firmware, recovery, tuple(mems),
+                              symbols=symbols, reserved=tuple(reserved),
+                              peripherals=tuple(mine)))
     return MachineSpec(name, ddr_base, ddr_size, dma_base, dma_size, tuple(cores), source,
-                       unknown_access, platform, tuple(space), description, str(directory))
+                       unknown_access=unknown_access, platform=platform,
+                       peripheral_space=tuple(space), description=description,
+                       directory=str(directory))
 
 
 def load_machine_spec(path: str | Path) -> MachineSpec:

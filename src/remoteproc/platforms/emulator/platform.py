@@ -147,6 +147,7 @@ class EmulatedProcessor:
         self.firmware_name: str | None = None
         self._image: bytes | None = None
         self._image_path: str | None = None
+        self._preloaded_path: str | None = None  # where the boot loader read its image
         self._symbolizer: Symbolizer | None = None
         self._quick: Symbolizer | None = None
         # A symbol file for stripped images: rprocd --symbols, else the machine file's.
@@ -376,13 +377,15 @@ class EmulatedProcessor:
 
     # ---- the boot loader -------------------------------------------------------------------------
 
-    def boot_preloaded(self, name: str, image: bytes) -> None:
-        """What a boot loader does before the host runs: load ``image`` and start the core."""
+    def boot_preloaded(self, name: str, image: bytes, path: str | None = None) -> None:
+        """What a boot loader does before the host runs: load ``image`` and start the core;
+        ``path`` (where the image was read) is where its symbol twin is looked for."""
         self.core.stop()
         self.bus.reset(clear_rsc=True)
         entry = self.platform.bootloader.boot(self.name, name, image, self.amap.translate)
         self.firmware_name = name
-        self._set_image(image)
+        self._set_image(image, path)
+        self._preloaded_path = path
         self.core.start(entry)
 
     def reboot_from_loader(self, keep_table: tuple[int, bytes] | None = None) -> None:
@@ -400,7 +403,7 @@ class EmulatedProcessor:
                 view[:] = data
         name, image = self.platform.bootloader.images[self.name]
         self.firmware_name = name
-        self._set_image(image)
+        self._set_image(image, self._preloaded_path)
         self.core.start(entry)
 
     # ---- events from the core (emulation / scheduler threads) ----------------------------------
@@ -526,8 +529,8 @@ class EmulatorPlatform:
                 continue
             assert proc.spec.firmware is not None
             try:
-                proc.boot_preloaded(proc.spec.firmware,
-                                    self._read_image(proc.spec.firmware, host))
+                image, path = self._read_image(proc.spec.firmware, host)
+                proc.boot_preloaded(proc.spec.firmware, image, path)
             except RprocError as exc:
                 raise self.machine_error(proc.spec, exc) from None
 
@@ -536,12 +539,13 @@ class EmulatorPlatform:
         why = f"{exc.location}: {exc.message}" if exc.location else exc.message
         return RprocError(exc.errno, f"{self.spec.source}: core[{core.index}].firmware: {why}")
 
-    def _read_image(self, name: str, host: Host | None) -> bytes:
-        # The boot loader reads its own storage: the host's firmware path, then the bundled
-        # images (a real one would read a flash partition).
+    def _read_image(self, name: str, host: Host | None) -> tuple[bytes, str | None]:
+        """(bytes, path) of a boot-loader image. The boot loader reads its own storage: the
+        host's firmware path, then the bundled images (a real one would read flash)."""
         if host is not None:
             try:
-                return bytes(host.request_firmware(name).data)
+                fw = host.request_firmware(name)
+                return bytes(fw.data), fw.path
             except RprocError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -551,7 +555,7 @@ class EmulatorPlatform:
         for d in dirs:
             p = Path(d) / name
             if p.is_file():
-                return bytes(Firmware.from_file(str(p), name).data)
+                return bytes(Firmware.from_file(str(p), name).data), str(p)
         raise RprocError(errno.ENOENT, f"firmware {name} not found for the boot loader")
 
     def register(self, host: Host) -> list[Rproc]:
