@@ -73,6 +73,10 @@ def test_bad_params_name_the_param() -> None:
                           "params.registers = [{ name = 'CR', offset = 0x3 }]\n"))
     assert "params.registers[0].offset: 0x3 is not a word inside" in msg
     msg = _error(_machine("[[peripheral]]\nname = 'R'\nbase = 0x50001000\nsize = 0x400\n"
+                          "model = 'regfile'\n"
+                          "params.registers = [{ name = 'FAR', offset = 0x400 }]\n"))
+    assert "params.registers[0].offset: 0x400 is not a word inside the 0x400-byte window" in msg
+    msg = _error(_machine("[[peripheral]]\nname = 'R'\nbase = 0x50001000\nsize = 0x400\n"
                           "model = 'regfile'\nparams = { colour = 'red' }\n"))
     assert "params.colour: unknown param for model 'regfile'" in msg
 

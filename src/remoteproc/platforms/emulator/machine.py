@@ -322,7 +322,7 @@ def _parse_peripherals(top: _Reader, doc: dict[str, Any], directory: Path,
         if not isinstance(params, dict):
             raise r.fail("params", "expected a table")
         try:
-            cls.check_params(params)
+            cls.check_params(params, size)
         except ValueError as exc:
             raise r.fail(str(exc).split(":", 1)[0], str(exc).split(":", 1)[-1].strip()) from None
         svd = r.str_("svd")

@@ -138,7 +138,7 @@ class EmulatedProcessor:
         self.bus.describe_pc = self._describe_pc
         self.host: HostDriver = make_driver(self)
         # The default machine's device block, for tests and tools (None on other SoCs).
-        self.io: CoreIo = getattr(self.host, "io", None)  # type: ignore[assignment]
+        self.io: CoreIo | None = getattr(self.host, "io", None)
         # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
         self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]
         self.core.to_host_ctrl = self._to_host_ctrl  # type: ignore[method-assign]

@@ -117,8 +117,9 @@ class Peripheral:
     # ---- params ------------------------------------------------------------------------------
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        """Raise ``ValueError("param: why")`` for a bad param (called at parse time)."""
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        """Raise ``ValueError("params.NAME: why")`` for a bad param (called at parse time, with
+        the peripheral's window size)."""
         allowed = cls.param_names()
         for key in params:
             if key not in allowed:

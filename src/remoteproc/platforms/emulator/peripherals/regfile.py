@@ -124,9 +124,9 @@ class RegisterFile(Peripheral):
         return {"registers"}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        super().check_params(params)
-        parse_registers(params.get("registers", []), 1 << 32)
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        super().check_params(params, size)
+        parse_registers(params.get("registers", []), size)
 
     def reset(self, *, clear_retained: bool = False) -> None:
         with self._lock:

@@ -74,8 +74,8 @@ class Hsem(Peripheral):
         return {"core_id", "semaphores", "irq"}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        super().check_params(params)
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        super().check_params(params, size)
         if not 1 <= cls.int_param(params, "semaphores", 32) <= 32:
             raise ValueError("params.semaphores: 1 to 32")
         if not 1 <= cls.int_param(params, "core_id", 2) <= 15:

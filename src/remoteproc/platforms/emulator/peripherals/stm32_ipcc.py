@@ -73,8 +73,8 @@ class Ipcc(Peripheral):
         return {"channels", "rx_irq", "tx_irq"}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        super().check_params(params)
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        super().check_params(params, size)
         ch = cls.int_param(params, "channels", 6)
         if not 1 <= ch <= 16:
             raise ValueError(f"params.channels: {ch} (an IPCC has 1 to 16 channels)")

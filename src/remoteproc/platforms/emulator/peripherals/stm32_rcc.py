@@ -53,9 +53,9 @@ class Rcc(RegisterFile):
         return {"registers", "pairs"}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        super().check_params(params)
-        _pairs(params.get("pairs", []), 1 << 32)
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        super().check_params(params, size)
+        _pairs(params.get("pairs", []), size)
 
     def reset(self, *, clear_retained: bool = False) -> None:
         super().reset(clear_retained=clear_retained)

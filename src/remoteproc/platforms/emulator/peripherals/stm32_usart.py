@@ -55,8 +55,8 @@ class Usart(Peripheral):
         return {"irq", "console"}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        super().check_params(params)
+    def check_params(cls, params: dict[str, Any], size: int = 1 << 32) -> None:
+        super().check_params(params, size)
         if "irq" in params and cls.int_param(params, "irq", 0) >= 240:
             raise ValueError("params.irq: an NVIC has IRQs 0-239")
         if not isinstance(params.get("console", True), bool):
