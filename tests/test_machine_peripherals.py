@@ -160,3 +160,14 @@ def test_gpio_bsrr_sets_and_resets_odr_and_idr_reads_outputs() -> None:
         bus.write(gpioh + 0x18, 1 << (16 + 7))  # BSRR: reset PH7
         assert bus.read(gpioh + 0x14) == 0 and bus.read(gpioh + 0x18) == 0
         assert plat["m4"].unknown_accesses == []
+
+
+def test_line_of_a_field_inside_an_inline_array() -> None:
+    text = _machine("[[peripheral]]\nname = 'R'\nbase = 0x50001000\nsize = 0x400\n"
+                    "model = 'regfile'\nparams.registers = [\n"
+                    "  { name = 'A', offset = 0x0 },\n"
+                    "  { name = 'FAR', offset = 0x400 },\n]\n")
+    msg = _error(text)
+    assert "peripheral[0].params.registers[1].offset:" in msg
+    line = int(msg.split("(line ")[1].split(")")[0])
+    assert "'FAR'" in text.splitlines()[line - 1], (line, text)

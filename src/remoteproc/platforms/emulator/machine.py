@@ -202,7 +202,7 @@ def _locate(text: str, path: str) -> int | None:
             pos = next(i for i, ln in enumerate(lines)
                        if re.match(rf"^\s*\[\s*{re.escape(key)}\s*\]", ln))
         else:
-            pat = re.compile(rf"(^|[\s{{,.]){re.escape(key)}\s*=")
+            pat = re.compile(rf"(^|[\s{{,.]){re.escape(key)}\s*[=.]")
             hits = [i for i in range(pos, len(lines)) if pat.search(lines[i])]
             n = int(idx) if idx is not None else 0
             if not hits:
