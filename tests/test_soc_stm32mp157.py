@@ -401,3 +401,31 @@ def test_rprocd_symbols_option_is_checked(tmp_path: Path) -> None:
                             str(tmp_path / "m"), "--machine", "stm32mp157", "--symbols", bad],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and why in r.stderr, r.stderr
+
+
+def test_coredump_of_a_stripped_image_names_functions_with_its_twin(tmp_path: Path) -> None:
+    from remoteproc.core.coredump import DumpConf
+
+    _stripped(tmp_path)
+    shutil.copy(FW_DIR / FW, tmp_path / f"{FW}.debug")
+    text = _NO_APB1.replace('unknown_access = "log"', 'unknown_access = "strict"')
+    b = Board(text, fw_dir=tmp_path)
+    try:
+        b.rproc.set_coredump(DumpConf.ENABLED)
+        store = b.rproc.coredump_store
+        before = set(store.list())
+        b.boot()
+        wait_until(lambda: set(store.list()) - before != set(), 20, "the coredump")
+        (n,) = set(store.list()) - before
+        core = tmp_path / "m4.core"
+        core.write_bytes(store.read(n, 0, store.info(n).size))
+        report = b.proc.last_crash
+        assert report is not None and report.where.startswith("clocks_init+0x")
+        # The dump has the registers and memory; the twin the platform found gives gdb the
+        # names (the stripped image alone gives none: the second run).
+        for elf, named in ((tmp_path / f"{FW}.debug", True), (tmp_path / FW, False)):
+            out = subprocess.run(["gdb-multiarch", "-batch", "-nx", "-ex", "bt 1", str(elf),
+                                  str(core)], capture_output=True, text=True, timeout=60)
+            assert ("clocks_init" in out.stdout) is named, out.stdout + out.stderr
+    finally:
+        b.close()
