@@ -92,6 +92,7 @@ class DeviceBus:
         self.exclude = exclude
         self.peripherals: list[Peripheral] = []
         self._bases: list[int] = []
+        self._with_lines: list[Peripheral] = []  # models that can assert a line at all
         self._sink: Any = None
         self.pc_reader: Callable[[], int] | None = None
         self.describe_pc: Callable[[int], str] | None = None
@@ -106,6 +107,9 @@ class DeviceBus:
         i = bisect.bisect(self._bases, p.base)
         self._bases.insert(i, p.base)
         self.peripherals.insert(i, p)
+        # The core asks for the lines at every stop: skip models that have none.
+        if type(p).lines is not Peripheral.lines:
+            self._with_lines.append(p)
 
     def find(self, name: str) -> Peripheral | None:
         for p in self.peripherals:
@@ -167,7 +171,7 @@ class DeviceBus:
 
     def lines(self) -> int:
         lines = 0
-        for p in self.peripherals:
+        for p in self._with_lines:
             lines |= p.lines()
         return lines
 
