@@ -11,7 +11,7 @@ Threads and locks:
   thread touches the ``Uc`` while it runs; other threads only call ``uc.emu_stop()``.
 - ``self._cv`` (a Condition) guards the run flags (halt/fault requests, sleeping, in-emulation,
   the interrupt generation). ``self._mmio_lock`` (an RLock) is held while an MMIO callback runs.
-  Lock order: ``_mmio_lock`` -> ``CoreIo.lock`` and ``_mmio_lock`` -> ``_cv``; nothing else is
+  Lock order: ``_mmio_lock`` -> a peripheral's lock and ``_mmio_lock`` -> ``_cv``; nothing else is
   called out while holding them except ``emu_stop`` (which only sets a flag in unicorn).
 - Wake-ups: ``irq_changed()`` (any thread) bumps the generation, notifies the sleeping thread
   and, if the core is inside ``emu_start``, stops it so the loop can enter the exception. The
@@ -120,8 +120,8 @@ _RECHECK_S = 0.002
 _GAP_S = 0.005
 _REPLAYS_KEPT = 8
 
-# An MMIO access: (space, is_write, offset, size, value); space 0 is the peripheral block,
-# 1 the Cortex-M SCS. ``value`` is 0 for reads.
+# An MMIO access: (space, is_write, offset, size, value); space 0 is the device bus (offset:
+# the absolute address), 1 the Cortex-M SCS. ``value`` is 0 for reads.
 Access = tuple[int, int, int, int, int]
 
 
@@ -181,7 +181,7 @@ class Core(ABC):
         self.fault: Fault | None = None
         self._cv = threading.Condition()
         # Held while an MMIO callback runs; other threads take it before ``emu_stop``.
-        # Lock order: _mmio_lock -> CoreIo.lock, _mmio_lock -> _cv.
+        # Lock order: _mmio_lock -> a peripheral's lock, _mmio_lock -> _cv.
         self._mmio_lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._halt = False
