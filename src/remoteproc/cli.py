@@ -88,6 +88,7 @@ def main(group_root: str | None) -> None:
     Processors, through the kernel's files under --root (/ on a board):
       rproc demo                  the whole lifecycle on the emulated default machine
       rproc up                    rprocd in the background (then --root /tmp/rproc)
+      rproc machines              the bundled machines (rprocd --machine NAME)
       rproc status                every processor: state, firmware, traces, dumps
       rproc start|stop|detach P   lifecycle (P: index, remoteprocN or name)
       rproc firmware P [NAME] [--install FILE]
@@ -284,6 +285,35 @@ def list_cmd(root: str, as_json: bool) -> None:
         click.echo(f"{row['device']:<14} {row['name']:<16} {row['state']}")
 
 
+@main.command("machines")
+@_json_option
+def machines_cmd(as_json: bool) -> None:
+    """List the bundled machines: what `rprocd --machine NAME` and `rproc up --machine NAME`
+    accept (a machine description file works too; docs/virtual-soc.md says how to write one).
+
+    \b
+    Examples:
+      rproc machines
+      rprocd --machine stm32mp157 --mount /tmp/rproc --firmware-dir fw/
+    """
+    from remoteproc.platforms.emulator.machine import bundled_machines, load_machine_spec
+
+    rows: list[dict[str, Any]] = []
+    for name, path in bundled_machines().items():
+        spec = load_machine_spec(path)
+        rows.append({"name": name, "description": spec.description or spec.name,
+                     "platform": spec.platform, "file": str(path),
+                     "cores": [{"name": c.name, "cpu": c.cpu, "firmware": c.firmware}
+                               for c in spec.cores]})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        cores = ", ".join(f"{c['name']} ({c['cpu']})" for c in row["cores"])
+        click.echo(f"{row['name']:<12} {cores}")
+        click.echo(f"{'':<12} {row['description']}")
+
+
 @main.command("status")
 @_PROC_ARG
 @_root_option
@@ -461,12 +491,15 @@ def detach_cmd(proc: str, root: str, timeout: float) -> None:
 @click.option("--install", "install", type=click.Path(dir_okay=False, exists=True),
               help="Copy FILE into the firmware directory (as NAME, default its file name) "
                    "first.")
+@click.option("--symbols", "symbols", type=click.Path(dir_okay=False, exists=True),
+              help="With --install: the stripped image's unstripped twin, installed beside it "
+                   "as NAME.debug so crash reports and logs name functions.")
 @click.option("--firmware-dir", type=click.Path(file_okay=False),
               help="Where the kernel looks for images (default ROOT/lib/firmware).")
 @_root_option
 @_client_errors
-def firmware_cmd(proc: str, name: str | None, install: str | None, firmware_dir: str | None,
-                 root: str) -> None:
+def firmware_cmd(proc: str, name: str | None, install: str | None, symbols: str | None,
+                 firmware_dir: str | None, root: str) -> None:
     """Show or choose the firmware PROC boots next (sysfs firmware; the processor must be
     offline to change it). NAME is relative to the firmware directory.
 
@@ -475,10 +508,13 @@ def firmware_cmd(proc: str, name: str | None, install: str | None, firmware_dir:
       rproc firmware m4                                 # show
       rproc firmware m4 rproc-m4-fw                     # choose
       rproc firmware m4 echo.elf --install build/echo.elf
+      rproc firmware m4 echo.elf --install out/echo.stripped --symbols out/echo.elf
     """
     p = _abi(root, firmware_dir).processor(proc)
+    if symbols is not None and install is None:
+        raise click.UsageError("--symbols goes with --install")
     if install is not None:
-        dest = p.install_firmware(install, name)
+        dest = p.install_firmware(install, name, symbols=symbols)
         click.echo(f"installed {dest}; {p.dev_name} will boot {p.firmware}")
     elif name is not None:
         p.set_firmware(name)
@@ -807,8 +843,9 @@ def run_cmd(root: str, argv: tuple[str, ...]) -> None:
 @main.command("up")
 @click.option("--mount", "mount", default=_DEFAULT_MOUNT, show_default=True,
               type=click.Path(file_okay=False), help="Where rprocd mounts the ABI tree.")
-@click.option("--machine", type=click.Path(dir_okay=False, exists=True),
-              help="Machine description (default: the bundled virtual SoC).")
+@click.option("--machine", metavar="NAME|FILE",
+              help="A bundled machine (rproc machines) or a machine description file "
+                   "(default: the bundled virtual SoC).")
 @click.option("--firmware-dir", type=click.Path(file_okay=False),
               help="Firmware folder, seen as MOUNT/lib/firmware (default: a temporary one).")
 @click.option("--sim", "sims", multiple=True, metavar="NAME",

@@ -1,7 +1,8 @@
 """``rprocd``: register a machine's remote processors and serve the kernel's userspace ABI for
 them under a directory, in the foreground, until SIGTERM, SIGINT or SIGHUP.
 
-    rprocd --mount DIR [--machine FILE] [--firmware-dir DIR] [--sim NAME]... [-v]
+    rprocd --mount DIR [--machine NAME|FILE] [--symbols CORE=FILE]... [--firmware-dir DIR]
+           [--sim NAME]... [-v]
     rprocd [--mount DIR] ... --run -- PROGRAM [ARGS]   (start, run PROGRAM under `rproc run`,
                                                         stop; PROGRAM's exit status)
 
@@ -53,7 +54,12 @@ from remoteproc.client.launch import clear_stale_mount
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
-from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE, CoreSpec, load_machine_spec
+from remoteproc.platforms.emulator.machine import (
+    DEFAULT_MACHINE,
+    CoreSpec,
+    load_machine_spec,
+    resolve_machine,
+)
 
 if TYPE_CHECKING:
     from remoteproc.platforms.sim import SimPlatform
@@ -123,10 +129,12 @@ def machine_platform(core: CoreSpec) -> PlatformInfo:
 class Daemon:
     """One rprocd run. ``start()`` then ``wait()`` / ``stop()``; a context manager."""
 
-    def __init__(self, mount: Path, *, machine: Path | None = None,
-                 firmware_dir: Path | None = None, sims: Sequence[str] = ()) -> None:
+    def __init__(self, mount: Path, *, machine: Path | str | None = None,
+                 firmware_dir: Path | None = None, sims: Sequence[str] = (),
+                 symbols: dict[str, str] | None = None) -> None:
         self.mountpoint = mount
         self.machine_path = machine
+        self.symbols = dict(symbols or {})
         self.sims = list(sims)
         self._tmp_fw: Path | None = None
         if firmware_dir is None:
@@ -181,11 +189,12 @@ class Daemon:
                     lambda r: pdevs.get(r.name) or default_platform(r))
                 sim.make_rproc(name, host=host, auto_boot=False)
         else:
-            spec = load_machine_spec(self.machine_path or DEFAULT_MACHINE)
+            spec = load_machine_spec(resolve_machine(self.machine_path or DEFAULT_MACHINE))
             self.tree.model.soc = SocInfo(spec.model, spec.family, spec.soc_id, spec.revision)
             by_name = {c.name: machine_platform(c) for c in spec.cores}
             self.tree.model.platform_of = lambda r: by_name.get(r.name) or default_platform(r)
-            self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
+            self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host,
+                                        symbols=self.symbols)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
 
     def wait(self) -> None:
@@ -234,9 +243,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mount", type=Path, metavar="DIR",
                    help="where to mount the tree (created if missing; with --run, a "
                         "temporary folder by default)")
-    p.add_argument("--machine", type=Path, metavar="FILE",
-                   help=f"machine description (default: the bundled virtual SoC, "
-                        f"{DEFAULT_MACHINE.name})")
+    p.add_argument("--machine", metavar="NAME|FILE",
+                   help="a bundled machine's name (`rproc machines` lists them: default, "
+                        "stm32mp157, stm32mp257, stm32mp215) or a machine description file "
+                        f"(default: the bundled virtual SoC, {DEFAULT_MACHINE.name})")
+    p.add_argument("--symbols", action="append", default=[], metavar="CORE=FILE",
+                   help="take CORE's function names from FILE (a stripped image's unstripped "
+                        "twin; without it, the twin is looked for beside the image; repeatable)")
     p.add_argument("--firmware-dir", type=Path, metavar="DIR",
                    help="firmware search folder, linked as lib/firmware "
                         "(default: a temporary folder removed at exit)")
@@ -296,8 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.mount = tmp_mount
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="rprocd: %(name)s: %(message)s")
+    symbols: dict[str, str] = {}
+    for item in args.symbols:
+        core, sep, path = item.partition("=")
+        if not sep or not core or not path:
+            print(f"rprocd: --symbols {item}: expected CORE=FILE", file=sys.stderr)
+            return 2
+        symbols[core] = path
     daemon = Daemon(args.mount, machine=args.machine, firmware_dir=args.firmware_dir,
-                    sims=args.sim)
+                    sims=args.sim, symbols=symbols)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         daemon.stop_event.set()

@@ -20,10 +20,14 @@ static int console_echo = 1;
 
 #define TRACE_LINE_MAX 160u
 
+/* A board with a console of its own (a UART: firmware/examples/stm32mp157-echo) builds this
+ * file with -DSDK_BOARD_CONSOLE and supplies console_putc itself. */
+#ifndef SDK_BOARD_CONSOLE
 void console_putc(char c)
 {
     mmio_write(VSOC_CONSOLE_BASE, CONSOLE_TX, (uint8_t)c);
 }
+#endif
 
 void console_puts(const char *s)
 {

@@ -235,9 +235,11 @@ class RemoteProc:
 
         write_attr(self.sysfs / "firmware", name.encode(), why=why)
 
-    def install_firmware(self, source: str | os.PathLike[str], name: str | None = None) -> Path:
+    def install_firmware(self, source: str | os.PathLike[str], name: str | None = None, *,
+                         symbols: str | os.PathLike[str] | None = None) -> Path:
         """Copy ``source`` into the firmware directory as ``name`` (default: its file name) and
-        select it. Returns where it was installed."""
+        select it; ``symbols`` (a stripped image's unstripped twin) goes beside it as
+        ``NAME.debug``, where rprocd looks for it. Returns where the image was installed."""
         src = Path(source)
         target_name = name or src.name
         if Path(target_name).is_absolute() or ".." in Path(target_name).parts:
@@ -246,11 +248,17 @@ class RemoteProc:
         dest = self.root.firmware_dir / target_name
         if not src.is_file():
             raise RprocError(errno.ENOENT, "no such firmware file to install", file=str(src))
+        if symbols is not None and not Path(symbols).is_file():
+            raise RprocError(errno.ENOENT, "no such symbol file to install", file=str(symbols))
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
+            copies = [(src, dest)]
+            if symbols is not None:
+                copies.append((Path(symbols), dest.with_name(dest.name + ".debug")))
+            for from_, to in copies:
+                tmp = to.with_name(f".{to.name}.tmp")
+                shutil.copyfile(from_, tmp)
+                os.replace(tmp, to)
         except OSError as exc:
             raise explain(exc, dest, "install the firmware as",
                           f"the firmware directory {self.root.firmware_dir} does not exist "

@@ -1,9 +1,11 @@
 """The virtual SoC platform: remote cores emulated with unicorn (docs/virtual-soc.md).
 
 Modules: ``machine`` (the TOML description), ``memory`` (host memory the cores execute from),
-``peripherals`` (mailbox, console, timer, watchdog, sysctl; the scheduler and dispatcher
-threads), ``cpu`` / ``cortexm`` / ``riscv`` (the cores), ``symbolize`` (crash reports),
-``bootloader`` (the simulated boot loader) and ``platform`` (the driver: ``EmulatorPlatform``).
+``peripherals/`` (the peripheral models, by name, and each core's device bus), ``machines/``
+(the bundled machines and each SoC's host side), ``scheduler`` (scheduler and dispatcher
+threads), ``cores/`` (``cpu`` / ``cortexm`` / ``riscv``), ``symbolize`` (crash reports, symbol
+twins of stripped images), ``bootloader`` (the simulated boot loader) and ``platform`` (the
+driver: ``EmulatorPlatform``).
 
 ``load_machine(path, host)`` builds a machine and registers its processors with ``host``; the
 caller closes the returned platform after closing the host.

@@ -50,11 +50,16 @@ from remoteproc.platforms.emulator.machine import (
     CoreSpec,
     MachineSpec,
     load_machine_spec,
+    resolve_machine,
 )
+from remoteproc.platforms.emulator.machines.host import HostDriver, make_driver
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
+from remoteproc.platforms.emulator.peripherals.base import Context, create
+from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
+from remoteproc.platforms.emulator.peripherals.svd import svd_names
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
-from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble
+from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble, find_symbol_file
 
 if TYPE_CHECKING:
     from remoteproc.core.host import Host
@@ -121,11 +126,19 @@ class EmulatedProcessor:
             mem = HostMemory(m.size, name=f"{spec.name}.{m.name}")
             self._memories.append(mem)
             amap.add(Region(m.name, m.da, m.size, mem.view, mem.address))
+            for alias in m.aliases:  # the same memory at another address (no copy)
+                amap.add(Region(f"{m.name}@{alias:#x}", alias, m.size, mem.view, mem.address,
+                                shared=True))
         amap.add(platform.ddr.region)
         self.amap = amap
-        self.io = CoreIo(spec.index, platform.scheduler)
+        self.bus = self._build_bus(platform, spec)
         cls: type[Core] = {"cortex-m4": CortexM4, "cortex-m33": CortexM33}.get(spec.cpu, RiscV)
-        self.core: Core = cls(spec, amap, self.io, platform.scheduler, on_fault=self._on_fault)
+        self.core: Core = cls(spec, amap, self.bus, platform.scheduler, on_fault=self._on_fault)
+        self.bus.pc_reader = self.core.pc
+        self.bus.describe_pc = self._describe_pc
+        self.host: HostDriver = make_driver(self)
+        # The default machine's device block, for tests and tools (None on other SoCs).
+        self.io: CoreIo | None = getattr(self.host, "io", None)
         # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
         self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]
         self.core.to_host_ctrl = self._to_host_ctrl  # type: ignore[method-assign]
@@ -133,30 +146,94 @@ class EmulatedProcessor:
         self.rproc: Rproc | None = None
         self.firmware_name: str | None = None
         self._image: bytes | None = None
+        self._image_path: str | None = None
+        self._preloaded_path: str | None = None  # where the boot loader read its image
         self._symbolizer: Symbolizer | None = None
+        self._quick: Symbolizer | None = None
+        # A symbol file for stripped images: rprocd --symbols, else the machine file's.
+        self.symbol_file: str | None = spec.symbols
+        self.symbols_from: str | None = None  # the file the symbols came from (None: image)
         self.crashes: list[CrashReport] = []
         self.ctrl_from_remote: list[int] = []
         self._ctrl_cv = threading.Condition()
         # Per kicking thread: the inline run in progress (see _kick).
         self._inline = threading.local()
 
-    def _set_image(self, image: bytes) -> None:
+    @staticmethod
+    def _build_bus(platform: EmulatorPlatform, spec: CoreSpec) -> DeviceBus:
+        mspec = platform.spec
+        exclude = [(m.da, m.size) for m in spec.memory]
+        exclude += [(a, m.size) for m in spec.memory for a in m.aliases]
+        exclude.append((mspec.ddr_base, mspec.ddr_size))
+        if spec.arch == "arm":
+            exclude.append((0xE000_0000, 0x10_0000))  # the Cortex-M private peripheral bus
+        bus = DeviceBus(spec.name, policy=mspec.unknown_access, space=mspec.peripheral_space,
+                        exclude=tuple(exclude))
+        ctx = Context(spec.index, spec.name, platform.scheduler, bus, mspec.directory)
+        for ps in spec.peripherals:
+            try:
+                p = create(ps, ctx)
+                if ps.svd is not None:
+                    named = svd_names(ps.svd, ps.svd_peripheral or ps.name)
+                    named.names.update(p.names.names)  # the model's own names win
+                    named.resets.update(p.names.resets)
+                    named.peripheral = ps.name
+                    p.names = named
+            except ValueError as exc:
+                raise RprocError(errno.EINVAL, f"{ps.where}: {exc}") from None
+            bus.add(p)
+        return bus
+
+    def _describe_pc(self, pc: int) -> str:
+        sym = self._quick_symbols()
+        return sym.describe(pc) if sym is not None else f"{pc:#x}"
+
+    def _quick_symbols(self) -> Symbolizer | None:
+        # Function names only (no DWARF): this runs on the emulation thread, inside an access.
+        if self._quick is None and self._image is not None:
+            self._quick = Symbolizer(self._symbol_image(), lines=False)
+        return self._quick
+
+    def _set_image(self, image: bytes, path: str | None = None) -> None:
         # Symbols are parsed on the first crash, not at boot: DWARF parsing takes ~200 ms.
         self._image = image
+        self._image_path = path
         self._symbolizer = None
+        self._quick = None
+        self.symbols_from = None
+
+    def _symbol_image(self) -> bytes:
+        """The image's bytes, or its symbol file's when it is stripped (symbolize.py)."""
+        assert self._image is not None
+        found = find_symbol_file(self._image_path, self._image, self.symbol_file)
+        if found is not None:
+            try:
+                with open(found, "rb") as fh:
+                    data = fh.read()
+                self.symbols_from = found
+                return data
+            except OSError as exc:
+                log.warning("%s: symbol file %s: %s", self.name, found, exc.strerror)
+        elif self.symbol_file:
+            log.warning("%s: symbol file %s not found", self.name, self.symbol_file)
+        return self._image
 
     @property
     def symbolizer(self) -> Symbolizer | None:
         if self._symbolizer is None and self._image is not None:
-            self._symbolizer = Symbolizer(self._image)
+            self._symbolizer = Symbolizer(self._symbol_image())
         return self._symbolizer
 
     # ---- host-side views -----------------------------------------------------------------------
 
     @property
     def console(self) -> list[str]:
-        with self.io.lock:
-            return list(self.io.console)
+        return self.host.console()
+
+    @property
+    def unknown_accesses(self) -> list[Any]:
+        """Unmodelled register accesses the firmware made since it started (bus.py)."""
+        return list(self.bus.unknown_log)
 
     @property
     def last_crash(self) -> CrashReport | None:
@@ -200,6 +277,7 @@ class EmulatedProcessor:
         for region in self.amap:
             if not region.shared and region.da not in have:
                 coredump.add_segment(rproc, region.da, region.size)
+        self.host.prepare(rproc)
 
     def _unprepare(self, rproc: Rproc) -> None:
         """Nothing to undo: memory stays mapped for the platform's life, and the core's
@@ -209,15 +287,19 @@ class EmulatedProcessor:
         self.core.stop()  # a recovery reload must not write under a running core
         elf_ops.rproc_elf_load_segments(rproc, fw)
         self.firmware_name = fw.name
-        self._set_image(bytes(fw.data))
+        self._set_image(bytes(fw.data), fw.path)
 
     def _start(self, rproc: Rproc) -> None:
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
+        self.bus.forget_unknown()
+        self.host.before_start()
         self.core.start(rproc.bootaddr)
 
     def _stop(self, rproc: Rproc) -> None:
+        self.host.request_stop(rproc)
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
+        self.host.after_stop()
 
     def _coredump(self, rproc: Rproc) -> None:
         """The default ELF core, with registers even for a crash the host asked for (debugfs
@@ -235,8 +317,7 @@ class EmulatedProcessor:
         # resource table is kept across that restart (as in retained RAM): the restarted
         # firmware finds the vring addresses and notify ids the host assigned, which the
         # host, re-attaching without re-parsing the table, keeps using.
-        with self.io.lock:
-            da, size = self.io.rsc_table_da, self.io.rsc_table_size
+        da, size = self.host.published_rsc_table()
         table = self.amap.translate(da, size) if da else None
         keep = bytes(table) if table is not None else None
         if keep is not None and rproc.table_ptr is not None and len(rproc.table_ptr) == size:
@@ -246,9 +327,12 @@ class EmulatedProcessor:
     def _detach(self, rproc: Rproc) -> None:
         if not self.core.running:
             return  # a crashed core (attach-recovery) has nobody to tell
+        if self.io is None:
+            self.host.detach()
+            return
         with self._ctrl_cv:
             seen = len(self.ctrl_from_remote)
-        self.io.host_ctrl(CTRL_DETACH)
+        self.host.host_ctrl(CTRL_DETACH)  # type: ignore[attr-defined]
         with self._ctrl_cv:
             acked = self._ctrl_cv.wait_for(
                 lambda: CTRL_DETACH_ACK in self.ctrl_from_remote[seen:], DETACH_ACK_TIMEOUT_S)
@@ -289,7 +373,7 @@ class EmulatedProcessor:
             tl.active = False
 
     def _push_kick(self, notifyid: int) -> None:
-        if not self.io.host_kick(notifyid):
+        if not self.host.kick(notifyid):
             log.warning("%s: mailbox full, kick %d dropped", self.name, notifyid)
 
     def _da_to_va(self, rproc: Rproc, da: int, n: int) -> memoryview | None:
@@ -306,8 +390,7 @@ class EmulatedProcessor:
         # A core restarted just now publishes its table within its first instructions.
         deadline = time.monotonic() + RSC_PUBLISH_TIMEOUT_S
         while True:
-            with self.io.lock:
-                da, size = self.io.rsc_table_da, self.io.rsc_table_size
+            da, size = self.host.published_rsc_table()
             if da or not self.core.running or time.monotonic() > deadline:
                 break
             time.sleep(0.001)
@@ -323,24 +406,28 @@ class EmulatedProcessor:
         return view
 
     def _panic(self, rproc: Rproc) -> int:
+        if self.io is None:
+            return self.host.panic()
         self.io.host_ctrl(CTRL_SHUTDOWN)
         return PANIC_DELAY_MS
 
     # ---- the boot loader -------------------------------------------------------------------------
 
-    def boot_preloaded(self, name: str, image: bytes) -> None:
-        """What a boot loader does before the host runs: load ``image`` and start the core."""
+    def boot_preloaded(self, name: str, image: bytes, path: str | None = None) -> None:
+        """What a boot loader does before the host runs: load ``image`` and start the core;
+        ``path`` (where the image was read) is where its symbol twin is looked for."""
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
         entry = self.platform.bootloader.boot(self.name, name, image, self.amap.translate)
         self.firmware_name = name
-        self._set_image(image)
+        self._set_image(image, path)
+        self._preloaded_path = path
         self.core.start(entry)
 
     def reboot_from_loader(self, keep_table: tuple[int, bytes] | None = None) -> None:
         """The boot loader restarts its image; ``keep_table`` = (da, bytes) survives it."""
         self.core.stop()
-        self.io.reset(clear_rsc=True)
+        self.bus.reset(clear_rsc=True)
         try:
             entry = self.platform.bootloader.reload(self.name, self.amap.translate)
         except RprocError as exc:
@@ -352,7 +439,7 @@ class EmulatedProcessor:
                 view[:] = data
         name, image = self.platform.bootloader.images[self.name]
         self.firmware_name = name
-        self._set_image(image)
+        self._set_image(image, self._preloaded_path)
         self.core.start(entry)
 
     # ---- events from the core (emulation / scheduler threads) ----------------------------------
@@ -398,14 +485,17 @@ class EmulatedProcessor:
         if sym is not None and ret is not None and ret < 0xE000_0000:
             caller = sym.describe((ret & ~1) - (2 if fault.arch == "arm" else 4))
         regs: dict[str, object] = dict(fault.regs)
+        fw = self.firmware_name
+        if fw is not None and self.symbols_from is not None:
+            fw += f" (symbols from {self.symbols_from})"
         return CrashReport(self.name, fault.crash_type, fault.reason, fault.pc, where, insn,
-                           caller, regs, self.firmware_name)
+                           caller, regs, fw)
 
     # ---- lifetime --------------------------------------------------------------------------------
 
     def close(self) -> None:
         self.core.close()
-        self.io.quiesce()
+        self.bus.quiesce()
         for mem in self._memories:
             mem.close()
 
@@ -483,8 +573,8 @@ class EmulatorPlatform:
                 continue
             assert proc.spec.firmware is not None
             try:
-                proc.boot_preloaded(proc.spec.firmware,
-                                    self._read_image(proc.spec.firmware, host))
+                image, path = self._read_image(proc.spec.firmware, host)
+                proc.boot_preloaded(proc.spec.firmware, image, path)
             except RprocError as exc:
                 raise self.machine_error(proc.spec, exc) from None
 
@@ -493,12 +583,13 @@ class EmulatorPlatform:
         why = f"{exc.location}: {exc.message}" if exc.location else exc.message
         return RprocError(exc.errno, f"{self.spec.source}: core[{core.index}].firmware: {why}")
 
-    def _read_image(self, name: str, host: Host | None) -> bytes:
-        # The boot loader reads its own storage: the host's firmware path, then the bundled
-        # images (a real one would read a flash partition).
+    def _read_image(self, name: str, host: Host | None) -> tuple[bytes, str | None]:
+        """(bytes, path) of a boot-loader image. The boot loader reads its own storage: the
+        host's firmware path, then the bundled images (a real one would read flash)."""
         if host is not None:
             try:
-                return bytes(host.request_firmware(name).data)
+                fw = host.request_firmware(name)
+                return bytes(fw.data), fw.path
             except RprocError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -508,7 +599,7 @@ class EmulatorPlatform:
         for d in dirs:
             p = Path(d) / name
             if p.is_file():
-                return bytes(Firmware.from_file(str(p), name).data)
+                return bytes(Firmware.from_file(str(p), name).data), str(p)
         raise RprocError(errno.ENOENT, f"firmware {name} not found for the boot loader")
 
     def register(self, host: Host) -> list[Rproc]:
@@ -536,9 +627,17 @@ class EmulatorPlatform:
         self.close()
 
 
-def load_machine(path: str | Path | None, host: Host) -> EmulatorPlatform:
-    """``rprocd``'s entry point: build the machine at ``path`` and register it with ``host``."""
-    platform = EmulatorPlatform.from_toml(path)
+def load_machine(path: str | Path | None, host: Host,
+                 symbols: dict[str, str] | None = None) -> EmulatorPlatform:
+    """``rprocd``'s entry point: build the machine ``path`` (a file or a bundled machine's
+    name) and register it with ``host``; ``symbols`` maps core names to symbol files."""
+    platform = EmulatorPlatform.from_toml(resolve_machine(path))
+    for core, sym in (symbols or {}).items():
+        if core not in platform.processors:
+            platform.close()
+            raise RprocError(errno.EINVAL, f"--symbols {core}={sym}: no core named {core!r} in "
+                             f"{platform.spec.source}")
+        platform.processors[core].symbol_file = sym
     try:
         platform.register(host)
     except BaseException:

@@ -1,7 +1,20 @@
 """PC -> "function+offset (file:line)" and the instruction there, for crash reports.
 
 Owns ``Symbolizer`` (built once per firmware image from its ELF symbols and, when present, its
-DWARF line table, with pyelftools) and ``disassemble`` (one instruction with capstone).
+DWARF line table, with pyelftools), ``disassemble`` (one instruction with capstone) and
+``find_symbol_file`` (the unstripped twin of a stripped image).
+
+Symbols for stripped images (docs/virtual-soc.md "Symbols"): vendors ship the image stripped
+and keep the symbols apart. In this order, the first that exists is used:
+1. a symbol file named explicitly (``rprocd --symbols CORE=FILE``, the machine file's
+   ``symbols``, or installed by ``rproc firmware --symbols`` as rule 3's name);
+2. the image's ``.gnu_debuglink`` file (``objcopy --add-gnu-debuglink``), beside the image or in
+   ``.debug/`` beside it (GDB's rule);
+3. ``IMAGE.debug`` beside the image (``fw.elf`` -> ``fw.elf.debug``), then ``STEM.debug``
+   (``fw.debug``, objcopy's ``--only-keep-debug`` habit);
+4. ``.debug/IMAGE`` beside the image (Yocto's split debug packages);
+5. ``STEM-unstripped.elf`` / ``STEM.unstripped`` beside the image.
+A twin is used only if its symbol table is not empty; the image itself is used when it has one.
 
 Rules:
 - Pure and best effort: a stripped image still gives ``0x1234``; a broken DWARF section is
@@ -20,7 +33,8 @@ __all__ = ["Symbolizer", "disassemble"]
 
 
 class Symbolizer:
-    def __init__(self, image: bytes) -> None:
+    def __init__(self, image: bytes, *, lines: bool = True) -> None:
+        self._want_lines = lines
         self.functions: list[tuple[int, int, str]] = []  # (start, size, name), sorted
         self.lines: list[tuple[int, str, int]] = []  # (address, file, line), sorted
         self.machine = ""
@@ -49,7 +63,7 @@ class Symbolizer:
                     start = int(sym["st_value"]) & ~1  # Thumb bit
                     self.functions.append((start, int(sym["st_size"]), sym.name))
         self.functions.sort()
-        if not elf.has_dwarf_info():
+        if not self._want_lines or not elf.has_dwarf_info():
             return
         try:
             dwarf = elf.get_dwarf_info()
@@ -105,6 +119,50 @@ class Symbolizer:
         if ln:
             text += f" ({ln[0]}:{ln[1]})"
         return text
+
+
+def has_symbols(image: bytes) -> bool:
+    """Does the ELF image name any function (is it not stripped)?"""
+    return bool(Symbolizer(image, lines=False).functions)
+
+
+def _debuglink(image: bytes) -> str | None:
+    with contextlib.suppress(Exception):
+        from elftools.elf.elffile import ELFFile
+
+        sec = ELFFile(io.BytesIO(image)).get_section_by_name(".gnu_debuglink")
+        if sec is not None:
+            raw = sec.data()
+            name = raw[: raw.index(b"\0")].decode("utf-8")
+            if name and "/" not in name:
+                return name
+    return None
+
+
+def find_symbol_file(image_path: str | None, image: bytes, explicit: str | None = None
+                     ) -> str | None:
+    """The file to take symbols from for ``image`` (see the module docstring), or None when
+    the image has its own symbols and nothing was named."""
+    if explicit:
+        return explicit if os.path.isfile(explicit) else None
+    if image_path is None or has_symbols(image):
+        return None
+    folder, base = os.path.split(image_path)
+    stem = os.path.splitext(base)[0]
+    candidates: list[str] = []
+    link = _debuglink(image)
+    if link:
+        candidates += [os.path.join(folder, link), os.path.join(folder, ".debug", link)]
+    candidates += [os.path.join(folder, base + ".debug"), os.path.join(folder, stem + ".debug"),
+                   os.path.join(folder, ".debug", base),
+                   os.path.join(folder, stem + "-unstripped.elf"),
+                   os.path.join(folder, stem + ".unstripped")]
+    for c in candidates:
+        if os.path.isfile(c) and os.path.realpath(c) != os.path.realpath(image_path):
+            with contextlib.suppress(OSError), open(c, "rb") as fh:
+                if has_symbols(fh.read()):
+                    return c
+    return None
 
 
 def disassemble(code: bytes, pc: int, arch: str, bits: int = 32) -> str:

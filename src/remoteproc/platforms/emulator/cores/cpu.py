@@ -12,7 +12,7 @@ Threads and locks:
   thread touches the ``Uc`` while it runs; other threads only call ``uc.emu_stop()``.
 - ``self._cv`` (a Condition) guards the run flags (halt/fault requests, sleeping, in-emulation,
   the interrupt generation). ``self._mmio_lock`` (an RLock) is held while an MMIO callback runs.
-  Lock order: ``_mmio_lock`` -> ``CoreIo.lock`` and ``_mmio_lock`` -> ``_cv``; nothing else is
+  Lock order: ``_mmio_lock`` -> a peripheral's lock and ``_mmio_lock`` -> ``_cv``; nothing else is
   called out while holding them except ``emu_stop`` (which only sets a flag in unicorn).
 - Wake-ups: ``irq_changed()`` (any thread) bumps the generation, notifies the sleeping thread
   and, if the core is inside ``emu_start``, stops it so the loop can enter the exception. The
@@ -83,9 +83,10 @@ from unicorn import (
 
 from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
-from remoteproc.platforms.emulator.machine import MMIO_BASE, MMIO_SIZE, CoreSpec
+from remoteproc.platforms.emulator.machine import CoreSpec
 from remoteproc.platforms.emulator.memory import AddressMap
-from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
+from remoteproc.platforms.emulator.peripherals.base import MmioFault
+from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
 from remoteproc.platforms.emulator.scheduler import Scheduler
 
 __all__ = ["Core", "CoreState", "Fault", "FaultSink", "RunCounter", "Uc", "new_uc"]
@@ -200,8 +201,8 @@ _REPLAYS_KEPT = 8
 # takes it back: a reply takes microseconds; firmware that computes must not hold the caller.
 _INLINE_SLICE_S = 0.002
 
-# An MMIO access: (space, is_write, offset, size, value); space 0 is the peripheral block,
-# 1 the Cortex-M SCS. ``value`` is 0 for reads.
+# An MMIO access: (space, is_write, offset, size, value); space 0 is the device bus (offset:
+# the absolute address), 1 the Cortex-M SCS. ``value`` is 0 for reads.
 Access = tuple[int, int, int, int, int]
 
 
@@ -246,7 +247,7 @@ class Core(ABC):
     arch = "arm"
     UNTIL = 0xFFFF_FFFF  # an address never reached: emu_start runs until stopped
 
-    def __init__(self, spec: CoreSpec, amap: AddressMap, io: CoreIo, scheduler: Scheduler,
+    def __init__(self, spec: CoreSpec, amap: AddressMap, io: DeviceBus, scheduler: Scheduler,
                  *, on_fault: FaultSink | None = None,
                  on_halt: Callable[[Core], None] | None = None) -> None:
         self.spec = spec
@@ -261,7 +262,7 @@ class Core(ABC):
         self.fault: Fault | None = None
         self._cv = threading.Condition()
         # Held while an MMIO callback runs; other threads take it before ``emu_stop``.
-        # Lock order: _mmio_lock -> CoreIo.lock, _mmio_lock -> _cv.
+        # Lock order: _mmio_lock -> a peripheral's lock, _mmio_lock -> _cv.
         self._mmio_lock = threading.RLock()
         self._thread: threading.Thread | None = None
         # The thread inside emu_start (or about to be): the core's own, or a borrower's.
@@ -368,7 +369,9 @@ class Core(ABC):
         uc = self._new_uc()
         for r in self.amap:
             uc.mem_map_ptr(r.da, r.size, UC_PROT_ALL, r.host_addr)
-        uc.mmio_map(MMIO_BASE, MMIO_SIZE, self._mmio_read, None, self._mmio_write, None)
+        # The machine's peripherals (peripherals/bus.py); callbacks get the window's base.
+        for base, size in self.io.windows():
+            uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
         self._extra_mmio(uc)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
         self._install_hooks(uc)
@@ -638,18 +641,21 @@ class Core(ABC):
     def _install_hooks(self, uc: Uc) -> None:  # noqa: B027
         """Architecture hooks (the interrupt hook); the default installs nothing."""
 
-    def _mmio_read(self, uc: Uc, offset: int, size: int, _ud: object) -> int:
+    def _mmio_read(self, uc: Uc, offset: int, size: int, base: int) -> int:
+        offset += base  # the bus takes absolute addresses
         with self._mmio_lock:
             if self._replays or self._stop_pending or self._stop_wanted:
                 value = self._mmio_access((0, 0, offset, size, 0),
-                                          lambda: self.io.read(offset), self.io.read_changes_state)
+                                          lambda: self.io.read(offset, size),
+                                          self.io.read_changes_state)
             else:  # the common case, kept short: nothing to repeat, no stop on its way
-                value = self.io.read(offset)
+                value = self.io.read(offset, size)
                 self._gap_until = (time.monotonic() + _GAP_S
                                    if self.io.read_changes_state(offset, value) else 0.0)
         return value & ((1 << (8 * size)) - 1) if size < 4 else value
 
-    def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
+    def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, base: int) -> None:
+        offset += base
         with self._mmio_lock:
             if self._replays or self._stop_pending or self._stop_wanted:
                 self._mmio_access((0, 1, offset, size, value),
@@ -847,6 +853,11 @@ class Core(ABC):
             uc.emu_start(self._begin(), self.UNTIL, 0, budget)
         except UcError as exc:
             err = exc
+        except MmioFault as exc:  # the machine's "strict" policy refused an access
+            with self._cv:
+                self._in_emu = False
+            return self._finish_fault(Fault(CrashType.MMUFAULT, str(exc), 0,
+                                            address=exc.address))
         except Exception as exc:  # an MMIO callback raised: unicorn re-raises it here
             with self._cv:
                 self._in_emu = False

@@ -1,0 +1,128 @@
+"""Opt-in: unmodified vendor firmware on the bundled SoC machines, through ``rprocd`` as a user
+runs it. ``RPROC_VENDOR_FW_DIR`` names a folder of vendor ELF images (built from public
+sources on your machine, never committed: docs/virtual-soc.md "Vendor firmware" says which
+and how). Each image runs on the bundled machine whose memory map holds all of its PT_LOAD
+segments; the test boots it (``echo FW > firmware; echo start > state``), waits for its
+name-service announcement, checks that the unknown-access log of the boot is empty, and
+exchanges messages on every channel it announced:
+
+- ``rpmsg-tty`` (STM32Cube OpenAMP_TTY_echo): an echo over each ``/dev/ttyRPMSGn``;
+- ``rpmsg-raw``: an echo over its ``/dev/rpmsgN``;
+- ``rpmsg-client-sample`` (STM32Cube OpenAMP_raw; Linux's rpmsg_client_sample peer): an
+  endpoint created through ``/dev/rpmsg_ctrlN`` gets ``hello world! 01`` back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from test_emulator import wait_until
+from test_rprocd import Rprocd
+
+from remoteproc.platforms.emulator.machine import bundled_machines, load_machine_spec
+
+VENDOR_DIR = os.environ.get("RPROC_VENDOR_FW_DIR")
+pytestmark = pytest.mark.skipif(
+    not VENDOR_DIR, reason="RPROC_VENDOR_FW_DIR is not set (a folder of vendor firmware ELFs)")
+
+
+def _images() -> list[Path]:
+    if not VENDOR_DIR:
+        return []
+    return sorted(p for p in Path(VENDOR_DIR).glob("*.elf") if p.is_file())
+
+
+def machine_for(image: Path) -> str | None:
+    """The bundled machine (not ``default``) whose one core's memory holds every segment."""
+    with open(image, "rb") as fh:
+        elf = ELFFile(fh)
+        segs = [(int(s["p_paddr"]), int(s["p_memsz"])) for s in elf.iter_segments()
+                if s["p_type"] == "PT_LOAD" and s["p_memsz"]]
+    for name, path in bundled_machines().items():
+        if name == "default":
+            continue
+        spec = load_machine_spec(path)
+        core = spec.cores[0]
+        spans = [(m.da, m.size) for m in core.memory] + [(spec.ddr_base, spec.ddr_size)]
+        if all(any(b <= a and a + n <= b + s for b, s in spans) for a, n in segs):
+            return name
+    return None
+
+
+def _rproc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "remoteproc.cli", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _tty_echo(path: Path, msg: bytes) -> bytes:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, msg)
+        got = b""
+        deadline = time.monotonic() + 10
+        while got != msg and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                got += os.read(fd, 512)
+        return got
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(params=_images(), ids=lambda p: p.name)
+def vendor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Rprocd, Path]]:
+    image: Path = request.param
+    machine = machine_for(image)
+    if machine is None:
+        pytest.skip(f"{image.name}: no bundled machine holds its segments")
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    shutil.copy(image, fw / image.name)
+    d = Rprocd(tmp_path / "root", "--machine", machine, "--firmware-dir", str(fw))
+    try:
+        yield d, image
+    finally:
+        d.kill()
+
+
+def test_vendor_image_announces_and_echoes(vendor: tuple[Rprocd, Path]) -> None:
+    d, image = vendor
+    R = "$R/sys/class/remoteproc/remoteproc0"
+    r = d.sh(f"echo {image.name} > {R}/firmware && echo start > {R}/state")
+    assert r.returncode == 0, r.stderr + d.log()
+
+    def listing() -> dict[str, list[dict[str, object]]]:
+        out = _rproc(d.root, "rpmsg", "list", "--json")
+        return json.loads(out.stdout) if out.returncode == 0 else {"channels": []}
+
+    wait_until(lambda: any(c["name"] != "rpmsg_ns" for c in listing()["channels"]), 30,
+               f"{image.name}'s name-service announcement; log:\n{d.log()[-2000:]}")
+    time.sleep(0.2)  # a second announcement may follow the first (two ttys)
+    names = [str(c["name"]) for c in listing()["channels"]]
+    assert "unmodelled" not in d.log(), d.log()
+    checked = 0
+    for i, _ in enumerate(n for n in names if n == "rpmsg-tty"):
+        tty = d.root / f"dev/ttyRPMSG{i}"
+        wait_until(tty.exists, 10, str(tty))
+        msg = f"vendor tty {i}".encode()
+        assert _tty_echo(tty, msg) == msg
+        checked += 1
+    if "rpmsg-raw" in names:
+        r = _rproc(d.root, "rpmsg", "send", "remoteproc0", "vendor raw")
+        assert r.returncode == 0 and "vendor raw" in r.stdout, r.stderr
+        checked += 1
+    for c in listing()["channels"]:
+        if c["name"] == "rpmsg-client-sample":
+            r = _rproc(d.root, "rpmsg", "send", "remoteproc0", "hi", "--dst", str(c["dst"]))
+            assert r.returncode == 0 and "hello world! 01" in r.stdout, r.stdout + r.stderr
+            checked += 1
+    assert checked, f"{image.name}: no channel this test knows how to talk to: {names}"
