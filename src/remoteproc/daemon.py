@@ -36,17 +36,18 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
+from remoteproc.core.events import Event
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
-from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE
+from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE, MachineSpec
 
 if TYPE_CHECKING:
     from remoteproc.platforms.sim import SimPlatform
@@ -76,9 +77,18 @@ class Daemon:
     """One rprocd run. ``start()`` then ``wait()`` / ``stop()``; a context manager."""
 
     def __init__(self, mount: Path, *, machine: Path | None = None,
-                 firmware_dir: Path | None = None, sims: Sequence[str] = ()) -> None:
+                 firmware_dir: Path | None = None, sims: Sequence[str] = (),
+                 spec: MachineSpec | None = None, search: Sequence[Path] = (),
+                 subscriber: Callable[[Event], None] | None = None) -> None:
+        """``spec`` replaces ``machine`` by an already parsed description (the pytest plugin
+        changes a core's firmware in it); ``search`` adds firmware folders after
+        ``firmware_dir`` and before the bundled one; ``subscriber`` gets every host event from
+        before the first processor registers (so auto-boots are seen too)."""
+        self.subscriber = subscriber
         self.mountpoint = mount
         self.machine_path = machine
+        self.spec = spec
+        self.search = list(search)
         self.sims = list(sims)
         self._tmp_fw: Path | None = None
         if firmware_dir is None:
@@ -104,10 +114,12 @@ class Daemon:
     def _start(self) -> None:
         self.firmware_dir.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        host = self.host = Host([self.firmware_dir, BUNDLED_FIRMWARE])
+        host = self.host = Host([self.firmware_dir, *self.search, BUNDLED_FIRMWARE])
         # rprocd stops every processor itself on SIGTERM/SIGINT/SIGHUP; the panic hook covers an
         # exit that does not go through that path.
         host.install_panic_hook(sigterm=False)
+        if self.subscriber is not None:
+            host.subscribe(self.subscriber)
         # The tree first: its rpmsg drivers must be registered before channels appear.
         self.tree = AbiTree(host)
         if self.sims:
@@ -119,6 +131,11 @@ class Daemon:
                 self._sim_platforms.append(sim)
                 host.add_firmware(f"rproc-{name}-fw", img)
                 sim.make_rproc(name, host=host, auto_boot=False)
+        elif self.spec is not None:
+            platform = EmulatorPlatform(self.spec, firmware_dirs=[self.firmware_dir,
+                                                                  *self.search])
+            self.machine = platform
+            platform.register(host)
         else:
             self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
