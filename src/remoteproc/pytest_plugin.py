@@ -353,6 +353,15 @@ class _Run:
     def console(self, proc: RemoteProc) -> list[str] | None:
         return None
 
+    def forget_output(self, dev_name: str) -> None:
+        """A processor (re)started: its output is a new boot's (``RemoteProc.forget_output``);
+        called from event threads, so only dict pops (atomic) touch the cursors."""
+        root = getattr(self, "root", None)
+        if root is not None:
+            for key in list(root.expect_cursors):
+                if key[0] == dev_name:
+                    root.expect_cursors.pop(key, None)
+
     def crash_reports(self, proc: RemoteProc) -> list[str]:
         return []
 
@@ -468,6 +477,8 @@ class EmulatedRun(_Run):
 
         if ev.kind is EventKind.STATE:
             what = f"{ev.old} -> {ev.state}"
+            if ev.state == "running":
+                self.forget_output(ev.rproc)
         elif ev.kind in (EventKind.ADDED, EventKind.DELETED):
             return
         else:
@@ -609,6 +620,8 @@ class BoardRun(_Run):
                 while not self._stop.is_set():
                     for ch in watcher.changes(timeout=0.1):
                         self.note(ch.device, f"{ch.old} -> {ch.new}")
+                        if ch.new == "running":
+                            self.forget_output(ch.device)
         except RprocError as exc:
             self.note("remoteproc", f"state watch ended: {exc}")
 

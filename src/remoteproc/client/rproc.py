@@ -17,9 +17,10 @@ Rules:
 - ``expect`` reads output the way a user would on a board: debugfs ``traceN`` re-read until the
   pattern shows up in the text not yet consumed (a cursor per processor and source, kept by the
   ``AbiRoot`` so every ``processor("m4")`` object shares it); a buffer rewritten from the start
-  (restart, ring wrap) counts as new text. ``console`` is not part of the kernel's ABI: it is
-  available only when the root was given a console reader (the pytest plugin gives one for
-  emulated machines).
+  (restart, ring wrap) counts as new text, and so does everything after the buffer was seen
+  absent or ``forget_output`` was called (a restart that prints the same text). ``console`` is
+  not part of the kernel's ABI: it is available only when the root was given a console reader
+  (the pytest plugin gives one for emulated machines).
 """
 
 from __future__ import annotations
@@ -344,18 +345,27 @@ class RemoteProc:
                              "'console'")
         return self.trace(int(m.group(1)))
 
+    def forget_output(self, source: str | None = None) -> None:
+        """Make ``expect`` treat all of ``source``'s output (every source when None) as new:
+        call it when the processor restarted and may print the same text again (the pytest
+        plugin does it whenever a processor enters ``running``)."""
+        for key in list(self.root.expect_cursors):
+            if key[0] == self.dev_name and (source is None or key[1] == source):
+                self.root.expect_cursors.pop(key, None)
+
     def expect(self, pattern: str | bytes | re.Pattern[str], timeout: float = 10.0, *,
                source: str = "trace0", interval: float = 0.02) -> re.Match[str]:
         """Wait until ``pattern`` (a regular expression) appears in ``source``'s output after
         what earlier ``expect`` calls consumed; returns the match and consumes the text up to
         its end (as pytest-embedded's ``dut.expect``). ETIMEDOUT quotes the unconsumed tail.
 
-        A trace buffer that is absent (processor stopped, not booted yet) is waited for."""
+        A trace buffer that is absent (processor stopped, not booted yet) is waited for; once
+        seen absent, whatever appears next is a new boot's output."""
         if isinstance(pattern, bytes):
             pattern = pattern.decode()
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         key = (self.dev_name, source)
-        consumed = self.root.expect_cursors.get(key, "")
+        cursors = self.root.expect_cursors
         deadline = time.monotonic() + timeout
         text: str | None = None
         start = 0
@@ -366,12 +376,14 @@ class RemoteProc:
                 if exc.errno not in (errno.ENOENT, errno.ENODEV) or source == "console":
                     raise
                 text = None
+                cursors.pop(key, None)  # gone: what comes back is a new boot's output
             if text is not None:
+                consumed = cursors.get(key, "")
                 # the buffer was rewritten (restart, ring wrap): all of it is new
                 start = len(consumed) if text.startswith(consumed) else 0
                 m = regex.search(text, start)
                 if m is not None:
-                    self.root.expect_cursors[key] = text[: m.end()]
+                    cursors[key] = text[: m.end()]
                     return m
             if time.monotonic() >= deadline:
                 if text is None:
