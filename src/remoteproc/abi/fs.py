@@ -30,6 +30,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -136,6 +137,18 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         self._open: dict[int, _Open] = {}
         self._ids = itertools.count(1)
         self._time = time.time_ns()
+        # libfuse's fuse_main changes the whole process's working directory to "/" before
+        # its loop (daemon habit); ``Mount`` serves inside other programs (the pytest plugin,
+        # tests), so ``init`` moves it back to where the mount was started from.
+        self.initialized = threading.Event()
+        self.restore_cwd: int | None = None
+
+    def init(self, path: str) -> None:
+        fd = self.restore_cwd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fchdir(fd)
+        self.initialized.set()
 
     # -- helpers
 
@@ -352,11 +365,26 @@ class Mount:
             raise RprocError(errno.ENOTDIR, f"{self.mountpoint}: not a directory")
         if self._mounted():
             raise RprocError(errno.EBUSY, f"{self.mountpoint}: something is mounted there")
+        try:
+            self.ops.restore_cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self.ops.restore_cwd = None  # no working directory to keep (it was removed)
+        try:
+            self._start(timeout)
+        finally:
+            fd, self.ops.restore_cwd = self.ops.restore_cwd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fchdir(fd)
+                os.close(fd)
+        return self
+
+    def _start(self, timeout: float) -> None:
         self._thread = threading.Thread(target=self._serve, name=f"fuse:{self.mountpoint}",
                                         daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._mounted():
+        while not (self._mounted() and self.ops.initialized.is_set()):
             if not self._thread.is_alive():
                 raise RprocError(errno.EIO, f"FUSE mount at {self.mountpoint} failed: "
                                  f"{self._error!r}")
@@ -365,7 +393,6 @@ class Mount:
                 raise RprocError(errno.ETIMEDOUT, f"FUSE mount at {self.mountpoint} timed out")
             time.sleep(0.01)
         self._conn = os.minor(os.stat(self.mountpoint).st_dev)
-        return self
 
     def _abort_connection(self) -> None:
         """Make libfuse's loop end although files are still open (fusectl ``abort``)."""
