@@ -261,6 +261,10 @@ def remoteproc(request: pytest.FixtureRequest,
     try:
         machine_arg, firmware = _marker_args(item)
         if settings.root is not None:
+            if machine_arg is not None:
+                warnings.warn(f"remoteproc: @pytest.mark.rproc(machine={machine_arg!r}) "
+                              f"describes an emulated SoC; with --rproc-root the processors "
+                              f"are those of {settings.root}", stacklevel=1)
             run: EmulatedRun | BoardRun = BoardRun(settings, item, tmp_path_factory, firmware)
         else:
             run = EmulatedRun(settings, item, tmp_path_factory, machine_arg, firmware)

@@ -36,6 +36,7 @@ import errno
 import itertools
 import logging
 import os
+import re
 import stat
 import subprocess
 import threading
@@ -315,6 +316,11 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
 
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in a path as octal ``\\040``."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def _umount(path: str, flags: int) -> int:
     if _libc.umount2(os.fsencode(path), flags) == 0:
         return 0
@@ -351,10 +357,11 @@ class Mount:
             self._error = exc
 
     def _mounted(self) -> bool:
+        want = os.path.realpath(self.mountpoint)
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 4 and fields[4] == self.mountpoint and "fuse" in line:
+                if len(fields) > 4 and _unescape(fields[4]) == want and "fuse" in line:
                     return True
         return False
 
