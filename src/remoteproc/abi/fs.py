@@ -24,6 +24,9 @@ Rules:
   ten blocked readers stall the whole mount). ``Mount.close()`` unmounts (lazily, then aborting the
   connection through fusectl when files are still open), joins the thread and releases every
   handle left. The handle table is guarded by ``NodeOperations._lock`` (a leaf).
+- The process's working directory is kept: libfuse's ``fuse_main`` changes it to ``/`` before
+  its loop, and a ``Mount`` also serves inside other programs (the pytest plugin), so the
+  filesystem's ``init`` changes it back and ``start()`` returns only after ``init``.
 - libfuse installs SIGTERM/SIGHUP handlers that merely end the loop if they are still at their
   default; ``rprocd`` installs its own first, so a signal stops the processors before unmount.
 """
