@@ -384,3 +384,15 @@ def test_plugin_registered_as_pytest11_entry_point() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     section = text.split('[project.entry-points.pytest11]')[1].split("[")[0]
     assert 'remoteproc = "remoteproc.pytest_plugin"' in textwrap.dedent(section)
+
+
+def test_plugin_knows_the_bundled_machines_without_importing_the_emulator() -> None:
+    from remoteproc import pytest_plugin
+    from remoteproc.platforms.emulator.machine import DEFAULT_MACHINE, MACHINES_DIR
+
+    assert pytest_plugin._machines_dir() == MACHINES_DIR
+    assert pytest_plugin.resolve_machine("default", ROOT) == DEFAULT_MACHINE
+    code = ("import sys, remoteproc.pytest_plugin as p; p.bundled_machines(); "
+            "assert 'unicorn' not in sys.modules, 'imported unicorn'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(SRC)})
