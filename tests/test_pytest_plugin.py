@@ -53,7 +53,9 @@ def no_traceback(result: pytest.RunResult) -> None:
 
 ECHO_TESTS = """
     import os
+    from pathlib import Path
     import pytest
+    import remoteproc as remoteproc_pkg
     from remoteproc.client import open_channel
 
     CWD = os.getcwd()
@@ -75,6 +77,20 @@ ECHO_TESTS = """
         # serving the machine in this process leaves the working directory alone
         assert os.getcwd() == CWD
 
+    def test_crash_coredump_and_firmware_install(remoteproc):
+        m4 = remoteproc.processor("m4")
+        m4.set_coredump_mode("enabled")
+        m4.crash("watchdog")
+        dump = m4.wait_coredump(30)
+        assert dump in m4.coredumps()
+        m4.wait_state("running", timeout=30)
+        m4.stop()
+        bundled = Path(remoteproc_pkg.__file__).parent / "data" / "firmware"
+        installed = m4.install_firmware(bundled / "hello-m4.elf", "mine.elf")
+        assert installed.parent == remoteproc.firmware_dir and m4.firmware == "mine.elf"
+        m4.start()
+        m4.expect(r"hello from cortex-m4", timeout=30)
+
     def test_fails(remoteproc):
         m4 = remoteproc.processor("m4")
         m4.expect(r"rpmsg-echo on (\\S+) core (\\d+)", timeout=30)
@@ -86,7 +102,7 @@ def test_pass_fail_and_failure_sections(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_echo=ECHO_TESTS)
     junit = pytester.path / "junit.xml"
     result = run(pytester, f"--junitxml={junit}")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     out = result.stdout.str()
     # one section per processor, only for the failing test
     assert out.count("remoteproc remoteproc0 (m4)") == 1, out
