@@ -412,3 +412,25 @@ def test_plugin_knows_the_bundled_machines_without_importing_the_emulator() -> N
             "assert 'unicorn' not in sys.modules, 'imported unicorn'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
                    env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+def test_non_utf8_firmware_name_leaves_reports_valid_text(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A firmware name written to sysfs with bytes that are not UTF-8 used to reach the log
+    record and the error as lone surrogates, and xdist could not send the test's report to the
+    controller (the whole run stopped with an INTERNALERROR)."""
+    from types import SimpleNamespace
+
+    from remoteproc.core.firmware_loader import request_firmware
+    from remoteproc.errors import RprocError
+
+    name = b"\xff\xfe-fw.elf".decode("utf-8", "surrogateescape")
+    host = SimpleNamespace(builtin_firmware={}, firmware_path=[tmp_path])
+    with pytest.raises(RprocError) as info:
+        request_firmware(host, name)
+    assert "\\xff\\xfe-fw.elf" in str(info.value)
+    str(info.value).encode("utf-8")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("\\xff\\xfe-fw.elf" in m for m in messages), messages
+    for m in messages:
+        m.encode("utf-8")
