@@ -77,10 +77,11 @@ def trace(remoteproc):
 @pytest.mark.rproc(firmware={"m4": "crash-m4.elf"})
 def crash_recovery(remoteproc):
     m4 = remoteproc.processor("m4")
+    m4.expect(r"crash on \\S+ core \\d+", timeout=30)  # this boot's banner
     with open_channel(m4, timeout=30) as ep:
         ep.send(b"crash abort")
         assert ep.recv(timeout=30) == b"crashing: abort"
-    m4.expect(r"crash on \\S+ core \\d+", timeout=30)
+    m4.expect(r"crash on \\S+ core \\d+", timeout=30)  # the recovered boot's
     with open_channel(m4, timeout=30) as ep:
         ep.send(b"back")
         assert ep.recv(timeout=30) == b"back"
