@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -51,12 +51,14 @@ from remoteproc.abi.devices import PlatformInfo, SocInfo, default_platform
 from remoteproc.abi.fs import Mount
 from remoteproc.abi.tree import AbiTree
 from remoteproc.client.launch import clear_stale_mount
+from remoteproc.core.events import Event
 from remoteproc.core.host import Host
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, load_machine
 from remoteproc.platforms.emulator.machine import (
     DEFAULT_MACHINE,
     CoreSpec,
+    MachineSpec,
     load_machine_spec,
     resolve_machine,
 )
@@ -131,10 +133,19 @@ class Daemon:
 
     def __init__(self, mount: Path, *, machine: Path | str | None = None,
                  firmware_dir: Path | None = None, sims: Sequence[str] = (),
-                 symbols: dict[str, str] | None = None) -> None:
+                 symbols: dict[str, str] | None = None, spec: MachineSpec | None = None,
+                 search: Sequence[Path] = (),
+                 subscriber: Callable[[Event], None] | None = None) -> None:
+        """``spec`` replaces ``machine`` by an already parsed description (the pytest plugin
+        changes a core's firmware in it); ``search`` adds firmware folders after
+        ``firmware_dir`` and before the bundled one; ``subscriber`` gets every host event from
+        before the first processor registers (so auto-boots are seen too)."""
+        self.subscriber = subscriber
         self.mountpoint = mount
         self.machine_path = machine
         self.symbols = dict(symbols or {})
+        self.spec = spec
+        self.search = list(search)
         self.sims = list(sims)
         self._tmp_fw: Path | None = None
         if firmware_dir is None:
@@ -169,10 +180,12 @@ class Daemon:
             log.warning("%s", stale)
         _check_mountpoint(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        host = self.host = Host([self.firmware_dir, BUNDLED_FIRMWARE])
+        host = self.host = Host([self.firmware_dir, *self.search, BUNDLED_FIRMWARE])
         # rprocd stops every processor itself on SIGTERM/SIGINT/SIGHUP; the panic hook covers an
         # exit that does not go through that path.
         host.install_panic_hook(sigterm=False)
+        if self.subscriber is not None:
+            host.subscribe(self.subscriber)
         # The tree first: its rpmsg drivers must be registered before channels appear.
         self.tree = AbiTree(host)
         if self.sims:
@@ -188,14 +201,26 @@ class Daemon:
                 self.tree.model.platform_of = (
                     lambda r: pdevs.get(r.name) or default_platform(r))
                 sim.make_rproc(name, host=host, auto_boot=False)
+        elif self.spec is not None:
+            self._describe(self.spec)
+            platform = EmulatorPlatform(self.spec, firmware_dirs=[self.firmware_dir,
+                                                                  *self.search])
+            self.machine = platform
+            platform.register(host)
         else:
-            spec = load_machine_spec(resolve_machine(self.machine_path or DEFAULT_MACHINE))
-            self.tree.model.soc = SocInfo(spec.model, spec.family, spec.soc_id, spec.revision)
-            by_name = {c.name: machine_platform(c) for c in spec.cores}
-            self.tree.model.platform_of = lambda r: by_name.get(r.name) or default_platform(r)
+            self._describe(load_machine_spec(resolve_machine(self.machine_path
+                                                             or DEFAULT_MACHINE)))
             self.machine = load_machine(self.machine_path or DEFAULT_MACHINE, host,
                                         symbols=self.symbols)
         self.mount = Mount(self.tree.root, self.mountpoint).start()
+
+    def _describe(self, spec: MachineSpec) -> None:
+        """The SoC device and each core's platform device, from the machine description, set
+        before any processor registers (so the device model names them from the start)."""
+        assert self.tree is not None
+        self.tree.model.soc = SocInfo(spec.model, spec.family, spec.soc_id, spec.revision)
+        by_name = {c.name: machine_platform(c) for c in spec.cores}
+        self.tree.model.platform_of = lambda r: by_name.get(r.name) or default_platform(r)
 
     def wait(self) -> None:
         # A timed wait keeps the main thread responsive to signals.

@@ -28,17 +28,22 @@ Rules:
 - Two seams, ``_request`` (the cancel a handler sees) and ``_poll_handle``, are all that the
   tests' in-process filesystem (tests/abi_inproc.py) replaces to call these same operations
   without a mount: the errnos and formats checked there are the ones served here.
+- The process's working directory is kept: libfuse's ``fuse_main`` changes it to ``/`` before
+  its loop, and a ``Mount`` also serves inside other programs (the pytest plugin), so the
+  filesystem's ``init`` changes it back and ``start()`` returns only after ``init``.
 - libfuse installs SIGTERM/SIGHUP handlers that merely end the loop if they are still at their
   default; ``rprocd`` installs its own first, so a signal stops the processors before unmount.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
 import logging
 import os
+import re
 import stat
 import subprocess
 import threading
@@ -148,6 +153,18 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         self._open: dict[int, _Open] = {}
         self._ids = itertools.count(1)
         self._time = time.time_ns()
+        # libfuse's fuse_main changes the whole process's working directory to "/" before
+        # its loop (daemon habit); ``Mount`` serves inside other programs (the pytest plugin,
+        # tests), so ``init`` moves it back to where the mount was started from.
+        self.initialized = threading.Event()
+        self.restore_cwd: int | None = None
+
+    def init(self, path: str) -> None:
+        fd = self.restore_cwd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fchdir(fd)
+        self.initialized.set()
 
     # -- helpers
 
@@ -328,6 +345,11 @@ class NodeOperations(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
 
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in a path as octal ``\\040``."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def _umount(path: str, flags: int) -> int:
     if _libc.umount2(os.fsencode(path), flags) == 0:
         return 0
@@ -364,10 +386,11 @@ class Mount:
             self._error = exc
 
     def _mounted(self) -> bool:
+        want = os.path.realpath(self.mountpoint)
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) > 4 and fields[4] == self.mountpoint and "fuse" in line:
+                if len(fields) > 4 and _unescape(fields[4]) == want and "fuse" in line:
                     return True
         return False
 
@@ -378,11 +401,26 @@ class Mount:
             raise RprocError(errno.ENOTDIR, f"{self.mountpoint}: not a directory")
         if self._mounted():
             raise RprocError(errno.EBUSY, f"{self.mountpoint}: something is mounted there")
+        try:
+            self.ops.restore_cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self.ops.restore_cwd = None  # no working directory to keep (it was removed)
+        try:
+            self._start(timeout)
+        finally:
+            fd, self.ops.restore_cwd = self.ops.restore_cwd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fchdir(fd)
+                os.close(fd)
+        return self
+
+    def _start(self, timeout: float) -> None:
         self._thread = threading.Thread(target=self._serve, name=f"fuse:{self.mountpoint}",
                                         daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._mounted():
+        while not (self._mounted() and self.ops.initialized.is_set()):
             if not self._thread.is_alive():
                 raise RprocError(errno.EIO, f"FUSE mount at {self.mountpoint} failed: "
                                  f"{self._error!r}")
@@ -391,7 +429,6 @@ class Mount:
                 raise RprocError(errno.ETIMEDOUT, f"FUSE mount at {self.mountpoint} timed out")
             time.sleep(0.01)
         self._conn = os.minor(os.stat(self.mountpoint).st_dev)
-        return self
 
     def _abort_connection(self) -> None:
         """Make libfuse's loop end although files are still open (fusectl ``abort``)."""

@@ -6,6 +6,8 @@ board (root ``/``) and ``rprocd`` (root = its mount point).
     m4.start(); m4.wait_state("running")
     with m4.session() as s: ...                 # /dev/remoteprocN, stop on exit
     dev = channel_device(m4)                     # /dev/rpmsgN of the "rpmsg-raw" channel
+    with open_channel(m4) as ep: ep.send(b"hi")  # waits for the announcement, then opens it
+    m4.expect("rpmsg-echo on")                   # wait for trace output (pytest-embedded style)
 
 Modules: ``root`` (paths, attribute I/O, explained errors), ``rproc`` (``RemoteProc``,
 ``Coredump``), ``watch`` (``StateWatcher``), ``session`` (``Session``), ``rpmsg`` (channels,
@@ -24,7 +26,13 @@ from __future__ import annotations
 
 from remoteproc.client.events import EventStream, ProcessorEvent
 from remoteproc.client.root import AbiRoot
-from remoteproc.client.rpmsg import Endpoint, RpmsgCtrl, channel_device, channels
+from remoteproc.client.rpmsg import (
+    Endpoint,
+    RpmsgCtrl,
+    channel_device,
+    channels,
+    open_channel,
+)
 from remoteproc.client.rproc import Coredump, RemoteProc
 from remoteproc.client.session import Session
 from remoteproc.client.watch import StateChange, StateWatcher
@@ -42,4 +50,5 @@ __all__ = [
     "StateWatcher",
     "channel_device",
     "channels",
+    "open_channel",
 ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from remoteproc.client.base import explain, numbered
@@ -39,10 +40,13 @@ class AbiRoot:
     ``AbiRoot("/mnt/rproc").processors()`` lists ``RemoteProc`` objects;
     ``processor("m4")`` finds one by index, device name or firmware-independent ``name``.
     ``firmware_dir`` defaults to ``ROOT/lib/firmware``, where the kernel looks for images.
+    ``console_reader(proc)``, when given, returns a processor's console output (the kernel's
+    ABI has no console; an emulated machine does): ``RemoteProc.expect(source="console")``.
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/", *,
-                 firmware_dir: str | os.PathLike[str] | None = None) -> None:
+                 firmware_dir: str | os.PathLike[str] | None = None,
+                 console_reader: Callable[[RemoteProc], str] | None = None) -> None:
         self.root = Path(root)
         self.class_dir = self.root / "sys/class/remoteproc"
         self.debugfs = self.root / "sys/kernel/debug"
@@ -53,6 +57,9 @@ class AbiRoot:
         self.rpmsg_class_dir = self.root / "sys/class/rpmsg"
         self.firmware_dir = (Path(firmware_dir) if firmware_dir is not None
                              else self.root / "lib/firmware")
+        self.console_reader = console_reader
+        # (dev_name, source) -> the output ``RemoteProc.expect`` has consumed
+        self.expect_cursors: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"AbiRoot({str(self.root)!r})"

@@ -60,6 +60,7 @@ __all__ = [
     "channels",
     "endpoint_devices",
     "format_addr",
+    "open_channel",
 ]
 
 _NO_RPMSG = ("no rpmsg devices: the processor is not running an rpmsg firmware (no vdev in its "
@@ -192,6 +193,26 @@ def channel_device(proc: RemoteProc, channel: str = "rpmsg-raw") -> EndpointDevi
     raise RprocError(errno.ENOTUNIQ, f"several {channel!r} devices ({names}) and sysfs does "
                      f"not say which belongs to {proc.dev_name}: name one", file=str(
                          proc.root.rpmsg_class_dir))
+
+
+def open_channel(proc: RemoteProc, channel: str = "rpmsg-raw", timeout: float = 10.0,
+                 interval: float = 0.01) -> Endpoint:
+    """Open ``proc``'s announced ``channel`` (its ``/dev/rpmsgN``), waiting up to ``timeout``
+    for the firmware to announce it: right after a boot or a recovery the name service message
+    is still on its way, and a recovered channel's device is re-created under the caller."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return channel_device(proc, channel).open()
+        except RprocError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENETRESET, errno.EBUSY, errno.ENODEV):
+                raise
+            if time.monotonic() >= deadline:
+                raise RprocError(errno.ETIMEDOUT, f"{proc.dev_name} announced no {channel!r} "
+                                 f"channel within {timeout:g} s (state "
+                                 f"{proc.state_or_unknown()}; does its firmware speak rpmsg?)",
+                                 file=str(proc.root.dev_dir)) from None
+        time.sleep(interval)
 
 
 class Endpoint(FdOwner):

@@ -14,12 +14,20 @@ Rules:
   until then, §7.3).
 - Waiting for a state uses ``StateWatcher`` (``watch.py``): poll() where the state file notifies,
   short reads otherwise.
+- ``expect`` reads output the way a user would on a board: debugfs ``traceN`` re-read until the
+  pattern shows up in the text not yet consumed (a cursor per processor and source, kept by the
+  ``AbiRoot`` so every ``processor("m4")`` object shares it); a buffer rewritten from the start
+  (restart, ring wrap) counts as new text, and so does everything after the buffer was seen
+  absent or ``forget_output`` was called (a restart that prints the same text). ``console`` is
+  not part of the kernel's ABI: it is available only when the root was given a console reader
+  (the pytest plugin gives one for emulated machines).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -353,6 +361,75 @@ class RemoteProc:
             if text is not None and text != seen:
                 yield text[len(seen):] if text.startswith(seen) else text
                 seen = text
+            time.sleep(interval)
+
+    def output(self, source: str = "trace0") -> str:
+        """The whole text of ``source``: ``"traceN"`` (debugfs) or ``"console"`` (only where
+        the root has a console reader: the pytest plugin's emulated machines)."""
+        if source == "console":
+            reader = self.root.console_reader
+            if reader is None:
+                raise RprocError(errno.ENOENT, f"{self.dev_name} has no console here: the "
+                                 "kernel's remoteproc ABI has none (read a trace buffer, "
+                                 "source='trace0', or the board's serial port)",
+                                 file=str(self.sysfs))
+            return reader(self)
+        m = re.fullmatch(r"trace(\d+)", source)
+        if not m:
+            raise RprocError(errno.EINVAL, f"unknown output {source!r}: use 'traceN' or "
+                             "'console'")
+        return self.trace(int(m.group(1)))
+
+    def forget_output(self, source: str | None = None) -> None:
+        """Make ``expect`` treat all of ``source``'s output (every source when None) as new:
+        call it when the processor restarted and may print the same text again (the pytest
+        plugin does it whenever a processor enters ``running``)."""
+        for key in list(self.root.expect_cursors):
+            if key[0] == self.dev_name and (source is None or key[1] == source):
+                self.root.expect_cursors.pop(key, None)
+
+    def expect(self, pattern: str | bytes | re.Pattern[str], timeout: float = 10.0, *,
+               source: str = "trace0", interval: float = 0.02) -> re.Match[str]:
+        """Wait until ``pattern`` (a regular expression) appears in ``source``'s output after
+        what earlier ``expect`` calls consumed; returns the match and consumes the text up to
+        its end (as pytest-embedded's ``dut.expect``). ETIMEDOUT quotes the unconsumed tail.
+
+        A trace buffer that is absent (processor stopped, not booted yet) is waited for; once
+        seen absent, whatever appears next is a new boot's output."""
+        if isinstance(pattern, bytes):
+            pattern = pattern.decode()
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        key = (self.dev_name, source)
+        cursors = self.root.expect_cursors
+        deadline = time.monotonic() + timeout
+        text: str | None = None
+        start = 0
+        while True:
+            try:
+                text = self.output(source)
+            except RprocError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENODEV) or source == "console":
+                    raise
+                text = None
+                cursors.pop(key, None)  # gone: what comes back is a new boot's output
+            if text is not None:
+                consumed = cursors.get(key, "")
+                # the buffer was rewritten (restart, ring wrap): all of it is new
+                start = len(consumed) if text.startswith(consumed) else 0
+                m = regex.search(text, start)
+                if m is not None:
+                    cursors[key] = text[: m.end()]
+                    return m
+            if time.monotonic() >= deadline:
+                if text is None:
+                    seen = f"{source} never appeared (state {self.state_or_unknown()})"
+                else:
+                    rest = text[start:]
+                    tail = rest[-600:] if rest else "(nothing new)"
+                    seen = f"new {source} output was:\n{tail}"
+                raise RprocError(errno.ETIMEDOUT, f"{self.dev_name}: {regex.pattern!r} did not "
+                                 f"appear in {source} within {timeout:g} s; {seen}",
+                                 file=str(self.debugfs if source != "console" else self.sysfs))
             time.sleep(interval)
 
     def resource_table(self) -> str:

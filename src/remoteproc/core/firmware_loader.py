@@ -18,7 +18,8 @@ from typing import Protocol
 from remoteproc.errors import RprocError
 from remoteproc.firmware.elf import Firmware
 
-__all__ = ["DEFAULT_FIRMWARE_PATH", "FirmwareSource", "check_firmware_name", "request_firmware"]
+__all__ = ["DEFAULT_FIRMWARE_PATH", "FirmwareSource", "check_firmware_name", "printable_name",
+           "request_firmware"]
 
 log = logging.getLogger("remoteproc")
 
@@ -70,5 +71,15 @@ def request_firmware(host: FirmwareSource | None, name: str) -> Firmware:
         candidate = Path(folder) / name
         if candidate.is_file():
             return Firmware.from_file(str(candidate), name)
-    log.warning("Direct firmware load for %s failed with error %d", name, -errno.ENOENT)
-    raise RprocError(errno.ENOENT, f"firmware {name} not found in the firmware path", file=name)
+    # A name written to sysfs may hold bytes that are not UTF-8 (surrogate escapes here): print
+    # them escaped, so a log record or error message stays valid text (pytest-xdist, JSON and
+    # terminals refuse lone surrogates).
+    shown = printable_name(name)
+    log.warning("Direct firmware load for %s failed with error %d", shown, -errno.ENOENT)
+    raise RprocError(errno.ENOENT, f"firmware {shown} not found in the firmware path",
+                     file=shown)
+
+
+def printable_name(name: str) -> str:
+    """``name`` with bytes that are not UTF-8 written as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
