@@ -10,7 +10,7 @@ import pytest
 
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator.machine import bundled_machines, parse_machine
-from remoteproc.platforms.emulator.peripherals.base import model_names
+from remoteproc.platforms.emulator.peripherals.models import model_names
 from remoteproc.platforms.emulator.platform import EmulatorPlatform
 
 MACHINES = Path(bundled_machines()["stm32mp157"]).parent

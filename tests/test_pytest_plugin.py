@@ -249,6 +249,7 @@ def test_board_root_is_put_back_after_each_test(
     """--rproc-root: a root someone else serves (an rprocd here, a board in the field)."""
     # outside the pytester folder, so that collection never walks into the mount
     base = tmp_path_factory.mktemp("board")
+    (base / "fw").mkdir()
     with Daemon(base / "mnt", firmware_dir=base / "fw") as daemon:
         assert daemon.host is not None
         daemon.host.workqueue.flush(timeout=60)

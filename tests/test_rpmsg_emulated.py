@@ -552,6 +552,9 @@ def test_every_crash_in_a_row_then_stop_and_start(arch: str) -> None:
             soc.wait_channels()
             assert soc.proc.last_crash is not None and soc.proc.last_crash.crash_type is kind
             assert soc.echo(payload, "rpmsg-tty") == payload
+        # the last RECOVERY_DONE is published after its channels came back: wait for it
+        wait_until(lambda: _kinds(soc.events.events).count(EventKind.RECOVERY_DONE)
+                   == len(CRASHES), 10, "a RECOVERY_DONE for every crash")
         assert _kinds(soc.events.events).count(EventKind.RECOVERY_DONE) == len(CRASHES)
         soc.rproc.shutdown()
         assert not soc.channels_up()

@@ -791,6 +791,8 @@ def _watch_events(abi: Any, targets: list[Any], count: int, timeout: float,
                 continue
             doc = ev.to_dict()
             if ev.kind == "state":
+                if ev.state == "deleted":
+                    continue  # the "deleted" event that follows reports the processor gone
                 doc.update(old=ev.old, new=ev.state, cause=ev.detail)
                 last[ev.device] = ev.state
             elif ev.kind == "deleted":

@@ -80,7 +80,8 @@ from pathlib import Path
 from typing import Any
 
 from remoteproc.errors import RprocError
-from remoteproc.platforms.emulator.peripherals.base import PeripheralSpec, model_class
+from remoteproc.platforms.emulator.peripherals.base import PeripheralSpec
+from remoteproc.platforms.emulator.peripherals.models import model_class, model_names
 
 __all__ = [
     "BOOT_MODES",
@@ -349,7 +350,6 @@ def _parse_peripherals(top: _Reader, doc: dict[str, Any], directory: Path,
         model = r.req_str("model")
         cls = model_class(model)
         if cls is None:
-            from remoteproc.platforms.emulator.peripherals.base import model_names
 
             raise r.fail("model", f"unknown model {model!r} (expected one of "
                          f"{', '.join(model_names())})")

@@ -52,10 +52,13 @@ from remoteproc.platforms.emulator.machine import (
     load_machine_spec,
     resolve_machine,
 )
-from remoteproc.platforms.emulator.machines.host import HostDriver, make_driver
+from remoteproc.platforms.emulator.machines.host import HostDriver
+from remoteproc.platforms.emulator.machines.host_stm32 import Stm32Host
+from remoteproc.platforms.emulator.machines.host_vsoc import VsocHost
 from remoteproc.platforms.emulator.memory import AddressMap, HostMemory, Region, SharedDdr
-from remoteproc.platforms.emulator.peripherals.base import Context, create
+from remoteproc.platforms.emulator.peripherals.base import Context
 from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
+from remoteproc.platforms.emulator.peripherals.models import create
 from remoteproc.platforms.emulator.peripherals.svd import svd_names
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
@@ -136,7 +139,7 @@ class EmulatedProcessor:
         self.core: Core = cls(spec, amap, self.bus, platform.scheduler, on_fault=self._on_fault)
         self.bus.pc_reader = self.core.pc
         self.bus.describe_pc = self._describe_pc
-        self.host: HostDriver = make_driver(self)
+        self.host: HostDriver = _host_driver(self)
         # The default machine's device block, for tests and tools (None on other SoCs).
         self.io: CoreIo | None = getattr(self.host, "io", None)
         # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
@@ -505,6 +508,15 @@ class EmulatedProcessor:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _host_driver(proc: EmulatedProcessor) -> HostDriver:
+    """The host side of the machine's SoC (``[machine] platform``): Linux's stm32_rproc for the
+    STM32MP1/MP2 machines, the virtual SoC's mailbox driver otherwise."""
+    kind = proc.platform.spec.platform
+    if kind in ("stm32mp1", "stm32mp2"):
+        return Stm32Host(proc, kind)
+    return VsocHost(proc)
 
 
 class EmulatorPlatform:

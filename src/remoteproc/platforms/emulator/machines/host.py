@@ -1,10 +1,11 @@
 """The host side of a SoC: what the platform driver does on the Cortex-A (or host) side of the
 machine's mailbox and control registers, one class per SoC family.
 
-Owns ``HostDriver`` (the interface ``platform.EmulatedProcessor`` calls) and ``make_driver``
-(``[machine] platform = ...`` -> class). Implementations: ``host_vsoc.VsocHost`` (the default
-virtual SoC's mailbox and sysctl registers) and ``host_stm32.Stm32Host`` (Linux's
-``stm32_rproc`` over IPCC, RCC and TAMP, for STM32MP1 and STM32MP2).
+Owns ``HostDriver``, the interface ``platform.EmulatedProcessor`` calls; ``platform.py``
+picks the class from ``[machine] platform = ...``, so this module knows no implementation.
+Implementations: ``host_vsoc.VsocHost`` (the default virtual SoC's mailbox and sysctl
+registers) and ``host_stm32.Stm32Host`` (Linux's ``stm32_rproc`` over IPCC, RCC and TAMP, for
+STM32MP1 and STM32MP2).
 
 Rules:
 - A driver only touches the peripherals of its processor's bus through their host-side methods
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from remoteproc.core.rproc import Rproc
     from remoteproc.platforms.emulator.platform import EmulatedProcessor
 
-__all__ = ["HostDriver", "make_driver"]
+__all__ = ["HostDriver"]
 
 
 class HostDriver:
@@ -66,14 +67,3 @@ class HostDriver:
                 if at <= da < at + m.size:
                     return m.bus_addr + (da - at)
         return da
-
-
-def make_driver(proc: EmulatedProcessor) -> HostDriver:
-    kind = proc.platform.spec.platform
-    if kind in ("stm32mp1", "stm32mp2"):
-        from remoteproc.platforms.emulator.machines.host_stm32 import Stm32Host
-
-        return Stm32Host(proc, kind)
-    from remoteproc.platforms.emulator.machines.host_vsoc import VsocHost
-
-    return VsocHost(proc)

@@ -39,9 +39,9 @@ __all__ = [
     "Peripheral",
     "PeripheralSpec",
     "RegisterNames",
-    "create",
-    "model_names",
     "register_model",
+    "registered_model",
+    "registered_names",
 ]
 
 
@@ -179,32 +179,11 @@ def register_model(name: str) -> Callable[[type[Peripheral]], type[Peripheral]]:
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the families registers their models (one module per family).
-    from remoteproc.platforms.emulator.peripherals import (  # noqa: F401
-        regfile,
-        stm32_gpio,
-        stm32_hsem,
-        stm32_ipcc,
-        stm32_rcc,
-        stm32_usart,
-        svd,
-        vsoc_model,
-    )
-
-
-def model_names() -> list[str]:
-    _load_builtin()
-    return sorted(_MODELS)
-
-
-def model_class(name: str) -> type[Peripheral] | None:
-    _load_builtin()
+def registered_model(name: str) -> type[Peripheral] | None:
+    """The class registered under ``name`` so far (``peripherals/models.py`` imports the
+    built-in families first)."""
     return _MODELS.get(name)
 
 
-def create(spec: PeripheralSpec, ctx: Context) -> Peripheral:
-    cls = model_class(spec.model)
-    if cls is None:
-        raise ValueError(f"unknown model {spec.model!r}")
-    return cls(spec, ctx)
+def registered_names() -> list[str]:
+    return sorted(_MODELS)
