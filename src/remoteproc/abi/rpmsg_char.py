@@ -56,6 +56,7 @@ from remoteproc.abi.node import (
     Request,
     Waiters,
 )
+from remoteproc.closing import Closeable
 from remoteproc.errors import ERESTARTSYS, RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, RpmsgListener, registry
 from remoteproc.rpmsg.endpoint import Channel, Endpoint
@@ -404,7 +405,7 @@ CHRDEV_DRIVER = RpmsgDriver("rpmsg_chrdev", id_table=CHRDEV_NAMES, probe=_chrdev
 _DRIVERS = (CTRL_DRIVER, CHRDEV_DRIVER)
 
 
-class RpmsgAbi:
+class RpmsgAbi(Closeable):
     """The rpmsg character devices of the buses ``accepts(bus)`` selects; ``close()`` ends it."""
 
     def __init__(self, accepts: Callable[[RpmsgBus], bool] = lambda bus: True) -> None:
@@ -502,11 +503,6 @@ class RpmsgAbi:
         for e in epts:
             e.destroy()
 
-    def __enter__(self) -> RpmsgAbi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _ctrl_opener(dev: CtrlDev) -> Callable[[int], Handle]:

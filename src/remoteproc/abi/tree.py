@@ -68,6 +68,7 @@ from remoteproc.abi.node import (
 from remoteproc.abi.rpmsg_char import RpmsgAbi
 from remoteproc.abi.sysfs import devcoredump_data, rproc_class_dir
 from remoteproc.abi.tty import TtyAbi
+from remoteproc.closing import Closeable
 from remoteproc.core.events import Event, EventKind
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
@@ -155,7 +156,7 @@ class EventsHandle(Handle):
         self.tree._remove_reader(self)
 
 
-class AbiTree:
+class AbiTree(Closeable):
     """The mountable tree for ``host``. ``rpmsg=False`` leaves the rpmsg/tty devices out;
     ``soc`` and ``platform_of`` describe the SoC and each processor's platform device (the
     machine description's; defaults otherwise)."""
@@ -329,8 +330,3 @@ class AbiTree:
         if self.rpmsg is not None:
             self.rpmsg.close()
 
-    def __enter__(self) -> AbiTree:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

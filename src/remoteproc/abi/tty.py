@@ -33,6 +33,7 @@ import tty
 from collections.abc import Callable
 
 from remoteproc.abi.node import Node, Symlink
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 from remoteproc.rpmsg.core import RpmsgDriver, registry
 from remoteproc.rpmsg.endpoint import Channel, Endpoint
@@ -155,7 +156,7 @@ TTY_DRIVER = RpmsgDriver("rpmsg_tty", id_table=("rpmsg-tty",), probe=_probe, rem
                          callback=_cb)
 
 
-class TtyAbi:
+class TtyAbi(Closeable):
     """Serves "rpmsg-tty" channels of the buses ``accepts(bus)`` selects; ``close()`` ends it."""
 
     def __init__(self, accepts: Callable[[RpmsgBus], bool] = lambda bus: True) -> None:
@@ -217,8 +218,3 @@ class TtyAbi:
         for p in ports:
             p.close()
 
-    def __enter__(self) -> TtyAbi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

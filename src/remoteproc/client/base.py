@@ -19,9 +19,9 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 
 __all__ = [
@@ -154,7 +154,7 @@ def owner_rproc(entry: Path) -> str | None:
     return None
 
 
-class FdOwner:
+class FdOwner(Closeable):
     """An object that owns one open file descriptor of the ABI (``/dev/remoteprocN``,
     ``/dev/rpmsg_ctrlN``, ``/dev/rpmsgN``): ``close()`` closes it once, the object is a context
     manager, and a forgotten one is closed when collected (the kernel's release runs then)."""
@@ -166,14 +166,6 @@ class FdOwner:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:

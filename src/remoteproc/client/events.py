@@ -27,9 +27,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 
 __all__ = ["EVENTS_FILE", "EventStream", "ProcessorEvent"]
@@ -105,7 +105,7 @@ class ProcessorEvent:
         return k
 
 
-class EventStream:
+class EventStream(Closeable):
     """``ROOT/rprocd/events``, opened now: ``next(timeout)``, iteration, ``fileno()``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -170,9 +170,3 @@ class EventStream:
             with contextlib.suppress(OSError):  # ENOTCONN once the server is gone
                 os.close(fd)
 
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

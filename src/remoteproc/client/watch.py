@@ -22,9 +22,9 @@ import select
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from remoteproc.client.base import ProcessorFiles, explain
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 
 __all__ = ["GONE", "StateChange", "StateWatcher"]
@@ -82,7 +82,7 @@ class _Watched:
                 os.close(fd)
 
 
-class StateWatcher:
+class StateWatcher(Closeable):
     """Watch ``procs``; ``changes(timeout)`` returns what changed since the last call.
 
     ``notifies``: does poll() wake on a change? None asks the root (True under rprocd).
@@ -177,9 +177,3 @@ class StateWatcher:
             w.close()
         self._watched.clear()
 
-    def __enter__(self) -> StateWatcher:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

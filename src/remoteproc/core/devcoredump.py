@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 
 __all__ = ["DEVCD_TIMEOUT", "CoredumpInfo", "CoredumpStore", "ReadFn"]
@@ -60,7 +61,7 @@ class _Entry:
 _Entries = list[_Entry]  # named once: the store's ``list`` method shadows the builtin
 
 
-class CoredumpStore:
+class CoredumpStore(Closeable):
     """Dumps waiting for userspace, shared by every processor of a host (devcoredump).
 
     An entry ``n`` (``devcdN``) lives until a reader reads at its end (``release_on_eof``), until
@@ -80,11 +81,6 @@ class CoredumpStore:
         self._last = 0
         self._closed = False
 
-    def __enter__(self) -> CoredumpStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- producers
 

@@ -37,8 +37,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
+
+from remoteproc.closing import Closeable
 
 __all__ = ["Dispatcher", "Event", "EventBus", "EventKind", "Subscription"]
 
@@ -93,7 +94,7 @@ Callback = Callable[[Event], None]
 _CLOSED: Any = object()
 
 
-class Subscription:
+class Subscription(Closeable):
     """One subscriber. With a callback: events are passed to it on the publishing thread.
     Without: they queue up for ``get`` / iteration / async iteration."""
 
@@ -208,16 +209,6 @@ class Subscription:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(aq.put_nowait, _CLOSED)
 
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class EventBus:
@@ -263,7 +254,7 @@ class EventBus:
             sub.close()
 
 
-class Dispatcher:
+class Dispatcher(Closeable):
     """Delivers posted events in order on one thread, outside every processor lock.
 
     ``post(bus, ev)`` returns a ticket; ``wait(ticket)`` blocks until that event was delivered
@@ -338,13 +329,3 @@ class Dispatcher:
             self._thread = None
             self._cond.notify_all()
 
-    def __enter__(self) -> Dispatcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -40,9 +40,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from remoteproc.closing import Closeable
 from remoteproc.core.events import Dispatcher, EventBus, EventKind
 from remoteproc.core.firmware_loader import (
     DEFAULT_FIRMWARE_PATH,
@@ -72,7 +73,7 @@ log = logging.getLogger("remoteproc")
 # ---- the registry --------------------------------------------------------------------------------
 
 
-class Host:
+class Host(Closeable):
     """The set of registered processors (``rproc_list``) and what they share.
 
     ``Host(firmware_path=None, *, panic_hook=False, workers=4, coredump_store=None)``;
@@ -275,16 +276,6 @@ class Host:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> Host:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # ---- the process-wide panic hook -----------------------------------------------------------------

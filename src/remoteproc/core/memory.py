@@ -23,9 +23,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 
 __all__ = [
@@ -156,7 +156,7 @@ def walk_pa(entries: Iterable[MemEntry], pa: int, n: int) -> memoryview | None:
     return None
 
 
-class DmaPool:
+class DmaPool(Closeable):
     """Coherent shared memory with bus addresses: ``view`` is host memory, ``base`` the bus
     address of its first byte. First-fit allocation, page-granular sizes.
 
@@ -250,16 +250,6 @@ class DmaPool:
             self._used.clear()
             self._free = []
 
-    def __enter__(self) -> DmaPool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"DmaPool({self.name}, base={self.base:#x}, size={self.size:#x})"

@@ -37,9 +37,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from remoteproc.closing import Closeable
 from remoteproc.core import states
 from remoteproc.core.events import Dispatcher, Event, EventBus, EventKind, Subscription
 from remoteproc.core.firmware_loader import check_firmware_name, request_firmware
@@ -123,7 +123,7 @@ def _norm_byteorder(value: object) -> str | None:
     return None
 
 
-class Rproc:
+class Rproc(Closeable):
     """A remote processor (``struct rproc``).
 
     ``Rproc(name, ops, *, firmware=None, host=None, auto_boot=True, state=State.OFFLINE,
@@ -1026,16 +1026,6 @@ class Rproc:
         if self._own_dispatcher is not None:
             self._own_dispatcher.close()
 
-    def __enter__(self) -> Rproc:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---- panic -------------------------------------------------------------------------------
 

@@ -12,14 +12,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+
+from remoteproc.closing import Closeable
 
 __all__ = ["WorkQueue"]
 
 log = logging.getLogger("remoteproc")
 
 
-class WorkQueue:
+class WorkQueue(Closeable):
     """An unbound work queue: up to ``max_workers`` threads, started on demand.
 
     ``queue(key, fn)`` is ``queue_work``: if work with the same key is pending (not yet
@@ -106,13 +107,3 @@ class WorkQueue:
             if t is not me:
                 t.join()
 
-    def __enter__(self) -> WorkQueue:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

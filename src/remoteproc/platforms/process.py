@@ -74,9 +74,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
+from remoteproc.closing import Closeable
 from remoteproc.core.memory import MemEntry
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
@@ -145,7 +145,7 @@ def _wait_exit(pid: int | None, timeout: float) -> bool:
         os.close(fd)
 
 
-class ProcessPlatform:
+class ProcessPlatform(Closeable):
     """The host's driver for one process remote.
 
     ``ProcessPlatform(name="process", *, shm="openamp.shm", socket_path="/tmp/openamp.event.0",
@@ -483,16 +483,6 @@ class ProcessPlatform:
         self._old_maps.clear()
         self.shm = None
 
-    def __enter__(self) -> ProcessPlatform:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def echo_command(shm: str, socket_path: str, *extra: str) -> list[str]:

@@ -34,9 +34,9 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from remoteproc.closing import Closeable
 from remoteproc.core.memory import DmaPool, MemEntry, walk_da
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
@@ -157,7 +157,7 @@ class RecordingSubdev(Subdev):
         self.platform._step(f"{self.name}.unprepare")
 
 
-class SimPlatform:
+class SimPlatform(Closeable):
     """One simulated processor's hardware and its driver ops."""
 
     def __init__(
@@ -388,13 +388,3 @@ class SimPlatform:
     def close(self) -> None:
         self.dma.close()
 
-    def __enter__(self) -> SimPlatform:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -44,8 +44,9 @@ import struct
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType, TracebackType
+from types import FrameType
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import TableBuilder
 from remoteproc.rpmsg.remote import RemoteEndpoint, RpmsgRemote
@@ -107,7 +108,7 @@ class _PeerGone(BaseException):
     rings are forgotten right after, so nothing half-done survives)."""
 
 
-class ProcessRemote:
+class ProcessRemote(Closeable):
     """The remote's end of the process transport, serving one host at a time.
 
     ``ProcessRemote(shm="openamp.shm", socket_path="/tmp/openamp.event.0", *, layout=...,
@@ -280,16 +281,6 @@ class ProcessRemote:
                 os.unlink(self.shm.path)
         self.shm.close()
 
-    def __enter__(self) -> ProcessRemote:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class EchoRemote(ProcessRemote):

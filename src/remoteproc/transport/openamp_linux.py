@@ -28,9 +28,9 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from remoteproc.closing import Closeable
 from remoteproc.errors import RprocError
 from remoteproc.firmware.rsc_table import RSC_CARVEOUT, RSC_DEVMEM, RSC_TRACE, RSC_VDEV
 from remoteproc.virtio.vring import vring_size
@@ -98,7 +98,7 @@ def shm_path(name: str) -> str:
     return name if "/" in name else os.path.join(SHM_DIR, name)
 
 
-class ShmFile:
+class ShmFile(Closeable):
     """One mapping of the shared file: ``view`` is the whole file as a writable memoryview.
 
     ``create=True`` (the remote's side) creates the file and grows it to ``size``; the host only
@@ -144,16 +144,6 @@ class ShmFile:
             # goes away with the last of them.
             log.debug("%s: mapping still exported; left to the garbage collector", self.path)
 
-    def __enter__(self) -> ShmFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _BODY_SIZES = {RSC_CARVEOUT: 52, RSC_DEVMEM: 52, RSC_TRACE: 44}

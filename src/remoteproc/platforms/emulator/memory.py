@@ -26,8 +26,8 @@ import errno
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import TracebackType
 
+from remoteproc.closing import Closeable
 from remoteproc.core.memory import DmaPool
 from remoteproc.errors import RprocError
 
@@ -36,7 +36,7 @@ __all__ = ["PAGE", "AddressMap", "HostMemory", "Region", "SharedDdr"]
 PAGE = 0x1000
 
 
-class HostMemory:
+class HostMemory(Closeable):
     """``size`` bytes of zeroed anonymous host memory, with the address unicorn maps."""
 
     def __init__(self, size: int, *, name: str = "mem") -> None:
@@ -62,16 +62,6 @@ class HostMemory:
         with contextlib.suppress(BufferError):
             mm.close()
 
-    def __enter__(self) -> HostMemory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -136,7 +126,7 @@ class AddressMap:
         return None
 
 
-class SharedDdr:
+class SharedDdr(Closeable):
     """The DDR window: host physical address == device address; a DMA pool over part of it."""
 
     def __init__(self, base: int, size: int, *, dma_base: int | None = None,
@@ -165,13 +155,3 @@ class SharedDdr:
         self.dma.close()
         self.memory.close()
 
-    def __enter__(self) -> SharedDdr:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -32,9 +32,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from remoteproc.closing import Closeable
 from remoteproc.core import coredump
 from remoteproc.core.ops import RprocOps
 from remoteproc.core.rproc import Rproc
@@ -116,7 +116,7 @@ class CrashReport:
         return text
 
 
-class EmulatedProcessor:
+class EmulatedProcessor(Closeable):
     """One core of the machine and its platform driver (the ops)."""
 
     def __init__(self, platform: EmulatorPlatform, spec: CoreSpec) -> None:
@@ -502,12 +502,6 @@ class EmulatedProcessor:
         for mem in self._memories:
             mem.close()
 
-    def __enter__(self) -> EmulatedProcessor:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def _host_driver(proc: EmulatedProcessor) -> HostDriver:
@@ -519,7 +513,7 @@ def _host_driver(proc: EmulatedProcessor) -> HostDriver:
     return VsocHost(proc)
 
 
-class EmulatorPlatform:
+class EmulatorPlatform(Closeable):
     """A virtual SoC: ``EmulatorPlatform(spec)``, ``register(host)``, ``close()``."""
 
     def __init__(self, spec: MachineSpec, *, firmware_dirs: list[Path] | None = None) -> None:
@@ -631,12 +625,6 @@ class EmulatorPlatform:
             proc.close()
         self.ddr.close()
 
-    def __enter__(self) -> EmulatorPlatform:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def load_machine(path: str | Path | None, host: Host,

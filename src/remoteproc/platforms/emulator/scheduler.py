@@ -22,7 +22,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+
+from remoteproc.closing import Closeable
 
 __all__ = ["Call", "Dispatcher", "Scheduler"]
 
@@ -41,7 +42,7 @@ class Call:
         self.cancelled = True
 
 
-class Scheduler:
+class Scheduler(Closeable):
     """Deadline callbacks on one thread (``time.monotonic`` clock). Callbacks must be short."""
 
     def __init__(self, name: str = "vsoc-sched") -> None:
@@ -97,15 +98,9 @@ class Scheduler:
         if self._thread is not threading.current_thread():
             self._thread.join()
 
-    def __enter__(self) -> Scheduler:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
-class Dispatcher:
+class Dispatcher(Closeable):
     """Runs posted host-side work in order on one thread (the platform's "interrupt thread")."""
 
     def __init__(self, name: str = "vsoc-irq") -> None:
@@ -151,9 +146,3 @@ class Dispatcher:
         if self._thread is not threading.current_thread():
             self._thread.join()
 
-    def __enter__(self) -> Dispatcher:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

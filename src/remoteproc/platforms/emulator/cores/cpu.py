@@ -61,7 +61,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import unicorn
@@ -81,6 +80,7 @@ from unicorn import (
     UC_PROT_ALL,
 )
 
+from remoteproc.closing import Closeable
 from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator.machine import CoreSpec
@@ -241,7 +241,7 @@ class _Replay:
     done: int = 0  # how many of them the repetition has answered so far
 
 
-class Core(ABC):
+class Core(ABC, Closeable):
     """The run loop shared by every architecture. Subclasses implement the abstract hooks."""
 
     arch = "arm"
@@ -336,24 +336,24 @@ class Core(ABC):
     def read_regs(self) -> dict[str, int]:
         """The registers by coredump name (``r0``.. / ``pc``, ``x1``..)."""
 
-    def _extra_mmio(self, uc: Uc) -> None:  # noqa: B027
+    def _extra_mmio(self, uc: Uc) -> None:
         """Architecture MMIO besides the peripheral block (the Cortex-M SCS)."""
 
-    def _on_start(self) -> None:  # noqa: B027
+    def _on_start(self) -> None:
         """Reset architecture state that lives outside the Uc (NVIC, active exceptions)."""
 
     def _budget(self) -> int:
         """Instructions the next run may execute (0: unlimited): up to the next tick."""
         return 0
 
-    def _ran(self, budget: int) -> None:  # noqa: B027
+    def _ran(self, budget: int) -> None:
         """A run ended: account the instructions it executed (tick counting)."""
 
     def _idle_timeout(self) -> float | None:
         """How long a core sleeping in wfi may sleep before its own tick (None: forever)."""
         return None
 
-    def _idle_elapsed(self, seconds: float) -> None:  # noqa: B027
+    def _idle_elapsed(self, seconds: float) -> None:
         """The core slept ``seconds`` in wfi: let its clock advance."""
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -430,12 +430,6 @@ class Core(ABC):
         self.stop()
         self.uc = None
 
-    def __enter__(self) -> Core:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def wait_sleeping(self, timeout: float = 5.0) -> bool:
         """Wait until the core sleeps in wfi (tests and benchmarks)."""
@@ -627,10 +621,10 @@ class Core(ABC):
                                  f"watchdog not refreshed within {timeout_ms} ms", 0,
                                  arch=self.arch))
 
-    def to_host_notify(self, notifyid: int) -> None:  # noqa: B027 - the platform replaces it
+    def to_host_notify(self, notifyid: int) -> None:
         pass
 
-    def to_host_ctrl(self, word: int) -> None:  # noqa: B027 - the platform replaces it
+    def to_host_ctrl(self, word: int) -> None:
         pass
 
     def console_line(self, text: str) -> None:
@@ -638,7 +632,7 @@ class Core(ABC):
 
     # ---- hooks -------------------------------------------------------------------------------
 
-    def _install_hooks(self, uc: Uc) -> None:  # noqa: B027
+    def _install_hooks(self, uc: Uc) -> None:
         """Architecture hooks (the interrupt hook); the default installs nothing."""
 
     def _mmio_read(self, uc: Uc, offset: int, size: int, base: int) -> int:
