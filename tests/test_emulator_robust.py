@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ from remoteproc.core.host import Host
 from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
-from remoteproc.platforms.emulator.cores.cpu import CoreState
+from remoteproc.platforms.emulator.cores.cpu import CoreState, HostLink
 
 FW_DIR = Path(__file__).resolve().parents[1] / "src" / "remoteproc" / "data" / "firmware"
 
@@ -208,8 +209,7 @@ def _print_under_kicks(arch: str) -> int:
         proc = plat["c0"]
         lines: list[str] = []
         kicks: list[int] = []
-        proc.core.console_line = lines.append  # type: ignore[method-assign]
-        proc.core.to_host_notify = kicks.append  # type: ignore[method-assign]
+        proc.core.host = HostLink(kicks.append, lambda word: None, lines.append)
         ddr = plat.ddr.translate(0x8000_0000, 8)
         assert ddr is not None
         ddr[:] = struct.pack("<II", LINES, 0)
@@ -298,7 +298,8 @@ def test_crash_detach_attach_storm_prints_only_firmware_lines(
     rproc = proc.rproc
     assert rproc is not None and rproc.state is State.ATTACHED
     lines: list[str] = []
-    proc.core.console_line = lines.append  # type: ignore[method-assign]
+    assert proc.core.host is not None
+    proc.core.host = dataclasses.replace(proc.core.host, console=lines.append)
     cycles = 20
     for i in range(cycles):
         rproc.detach()

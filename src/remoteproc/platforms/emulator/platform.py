@@ -43,7 +43,7 @@ from remoteproc.errors import RprocError
 from remoteproc.firmware import elf_loader as elf_ops
 from remoteproc.platforms.emulator.bootloader import BootLoader
 from remoteproc.platforms.emulator.cores.cortexm import CortexM4, CortexM33
-from remoteproc.platforms.emulator.cores.cpu import Core, Fault
+from remoteproc.platforms.emulator.cores.cpu import Core, Fault, HostLink
 from remoteproc.platforms.emulator.cores.riscv import RiscV
 from remoteproc.platforms.emulator.machine import (
     DEFAULT_MACHINE,
@@ -136,16 +136,15 @@ class EmulatedProcessor(Closeable):
         self.amap = amap
         self.bus = self._build_bus(platform, spec)
         cls: type[Core] = {"cortex-m4": CortexM4, "cortex-m33": CortexM33}.get(spec.cpu, RiscV)
-        self.core: Core = cls(spec, amap, self.bus, platform.scheduler, on_fault=self._on_fault)
+        # Host-bound mailbox traffic comes back here (dispatcher thread).
+        self.core: Core = cls(spec, amap, self.bus, platform.scheduler, on_fault=self._on_fault,
+                              host=HostLink(self._to_host_notify, self._to_host_ctrl,
+                                            self._console_line))
         self.bus.pc_reader = self.core.pc
         self.bus.describe_pc = self._describe_pc
         self.host: HostDriver = _host_driver(self)
         # The default machine's device block, for tests and tools (None on other SoCs).
         self.io: CoreIo | None = getattr(self.host, "io", None)
-        # The core wrapper reports host-bound mailbox traffic here (dispatcher thread).
-        self.core.to_host_notify = self._to_host_notify  # type: ignore[method-assign]
-        self.core.to_host_ctrl = self._to_host_ctrl  # type: ignore[method-assign]
-        self.core.console_line = self._console_line  # type: ignore[method-assign]
         self.rproc: Rproc | None = None
         self.firmware_name: str | None = None
         self._image: bytes | None = None

@@ -89,7 +89,7 @@ from remoteproc.platforms.emulator.peripherals.base import MmioFault
 from remoteproc.platforms.emulator.peripherals.bus import DeviceBus
 from remoteproc.platforms.emulator.scheduler import Scheduler
 
-__all__ = ["Core", "CoreState", "Fault", "FaultSink", "RunCounter", "Uc", "new_uc"]
+__all__ = ["Core", "CoreState", "Fault", "FaultSink", "HostLink", "RunCounter", "Uc", "new_uc"]
 
 # unicorn's own annotations are partial (mypy strict rejects its untyped methods): the CPU
 # handle is dynamically typed here, and created through ``new_uc``.
@@ -241,6 +241,20 @@ class _Replay:
     done: int = 0  # how many of them the repetition has answered so far
 
 
+@dataclass(frozen=True)
+class HostLink:
+    """Where a core sends its host-bound traffic: the platform driver that owns the core.
+
+    The peripherals report mailbox kicks, control words and console lines to the core (their
+    ``IoSink``); the core hands them on through this link, given at construction, so that the
+    platform never replaces the core's methods.
+    """
+
+    notify: Callable[[int], None]  # a vring kick for the host (notify id)
+    ctrl: Callable[[int], None]  # a control word (shutdown ack, ...)
+    console: Callable[[str], None]  # one line the firmware printed
+
+
 class Core(ABC, Closeable):
     """The run loop shared by every architecture. Subclasses implement the abstract hooks."""
 
@@ -249,8 +263,10 @@ class Core(ABC, Closeable):
 
     def __init__(self, spec: CoreSpec, amap: AddressMap, io: DeviceBus, scheduler: Scheduler,
                  *, on_fault: FaultSink | None = None,
-                 on_halt: Callable[[Core], None] | None = None) -> None:
+                 on_halt: Callable[[Core], None] | None = None,
+                 host: HostLink | None = None) -> None:
         self.spec = spec
+        self.host = host
         self.name = spec.name
         self.amap = amap
         self.io = io
@@ -622,13 +638,18 @@ class Core(ABC, Closeable):
                                  arch=self.arch))
 
     def to_host_notify(self, notifyid: int) -> None:
-        pass
+        if self.host is not None:
+            self.host.notify(notifyid)
 
     def to_host_ctrl(self, word: int) -> None:
-        pass
+        if self.host is not None:
+            self.host.ctrl(word)
 
     def console_line(self, text: str) -> None:
-        log.info("%s: %s", self.name, text)
+        if self.host is not None:
+            self.host.console(text)
+        else:
+            log.info("%s: %s", self.name, text)
 
     # ---- hooks -------------------------------------------------------------------------------
 
