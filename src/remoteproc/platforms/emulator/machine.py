@@ -459,8 +459,10 @@ def parse_machine(text: str, source: str = "<string>", directory: str | Path = "
     if len(cores_raw) > MAX_CORES:
         raise top.fail("core", f"{len(cores_raw)} processors, at most {MAX_CORES} "
                        "(NUM_RPROC_DEVICES: the remoteproc character devices have 64 minors)")
-    names = {c.get("name") for c in cores_raw if isinstance(c, dict)}
-    periphs = _parse_peripherals(top, doc, directory, {n for n in names if isinstance(n, str)})
+    # Only string names: a core's name may be any TOML value here (its own check comes later),
+    # and a list or table cannot go into a set.
+    names = {c["name"] for c in cores_raw if isinstance(c, dict) and isinstance(c.get("name"), str)}
+    periphs = _parse_peripherals(top, doc, directory, names)
     for p in periphs:
         if _overlaps((ddr_base, ddr_size), (p.base, p.size)):
             if doc.get("peripheral") is None:

@@ -1,0 +1,125 @@
+"""Fuzzing the parsers that read what others write (issue 13), with a bounded budget for CI;
+``tools/fuzz.sh`` runs the same harnesses for as long as asked:
+
+- machine files (``machinefuzz``): mutated bundled machines, their SVD, random bytes, through
+  ``load_machine_spec`` and a real ``EmulatorPlatform`` for every spec it accepts;
+- the process platform's peer-written resource table (``peerfuzz``): a hostile remote's table,
+  attached to by a real ``ProcessPlatform``;
+- sysfs/debugfs/cdev writes and rpmsg/remoteproc ioctl payloads (``abifuzz``), through the
+  in-process FUSE operations.
+
+The invariants are the harnesses' own (see their docstrings): only the project's error type
+with a kernel errno and a message naming the file, nothing written outside its memory, no
+unexpected exception turned into EIO, every call returns."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterator
+
+import pytest
+from abifuzz import CALLS, AbiHarness
+from hypothesis import HealthCheck, given, settings
+from machinefuzz import MACHINES, SEEDS, MachineHarness, dump_toml
+from peerfuzz import SEED, PeerTableHarness, expected_errno, tables
+
+from remoteproc.errors import RprocError
+from remoteproc.platforms.emulator.machine import parse_machine
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def budget(n: int) -> settings:
+    return settings(max_examples=n, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def quiet() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)  # refusals log by design; thousands of lines help no one
+    yield
+    logging.disable(logging.NOTSET)
+
+
+# -- machine files ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def machines(quiet: None) -> Iterator[MachineHarness]:
+    h = MachineHarness()
+    yield h
+    h.close()
+
+
+@budget(150)
+@given(case=MACHINES)
+def test_machine_files_load_or_refuse_with_einval(machines: MachineHarness,
+                                                  case: tuple[bytes, str | None]) -> None:
+    machines.run(*case)
+
+
+def test_the_bundled_machines_round_trip_through_the_fuzzer_writer(machines: MachineHarness,
+                                                                   ) -> None:
+    """The mutations start from valid files: each bundled machine, re-written, still loads."""
+    import tomllib
+
+    for name, text in SEEDS.items():
+        assert machines.run(dump_toml(tomllib.loads(text)).encode(), None) is not None, name
+
+
+@pytest.mark.parametrize("name", [["m4"], {"x": 1}, 7, True])
+def test_a_core_name_that_is_not_a_string_is_refused(name: object) -> None:
+    """Found by the fuzzer: a core whose name is a list (or table) crashed the parser with a
+    TypeError (unhashable) while it collected the names peripherals may refer to."""
+    text = dump_toml({"core": [{"name": name, "cpu": "cortex-m4"}]})
+    with pytest.raises(RprocError) as info:
+        parse_machine(text, "m.toml")
+    assert info.value.errno == errno.EINVAL
+    assert "m.toml: core[0].name: expected a non-empty string" in str(info.value)
+
+
+# -- the process platform's peer-written resource table -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def peer(quiet: None) -> Iterator[PeerTableHarness]:
+    h = PeerTableHarness()
+    yield h
+    h.close()
+
+
+@budget(200)
+@given(table=tables())
+def test_peer_written_tables_attach_or_refuse_cleanly(peer: PeerTableHarness,
+                                                      table: bytes) -> None:
+    err = peer.run(table)
+    assert expected_errno(err), err
+
+
+def test_openamps_own_table_attaches(peer: PeerTableHarness) -> None:
+    assert peer.run(SEED) is None
+
+
+# -- sysfs/debugfs/cdev writes and ioctl payloads -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def abi(quiet: None) -> Iterator[AbiHarness]:
+    h = AbiHarness()
+    yield h
+    h.close()
+
+
+@budget(400)
+@given(call=CALLS)
+def test_abi_writes_and_ioctls_give_a_kernel_errno(abi: AbiHarness,
+                                                    call: tuple[object, ...]) -> None:
+    abi.run(call)
+
+
+def test_the_abi_fuzzer_reaches_every_parser(abi: AbiHarness) -> None:
+    """The targets the write cases pick from: each parser the issue names is among them."""
+    names = {p.rsplit("/", 1)[-1] for p in abi.writable}
+    assert {"state", "firmware", "recovery", "coredump", "crash", "driver_override", "bind",
+            "unbind", "drivers_probe"} <= names, names
