@@ -14,7 +14,9 @@ the FUSE operations of ``abi/fs.py`` called as the kernel would). Each case is o
 
 Invariants checked per call (issue 13): it returns, or fails with an ``OSError`` carrying a
 kernel errno; the FUSE layer never had to turn an unexpected exception into EIO (its
-"unexpected error in a FUSE handler" log line, with a traceback, never appears).
+"unexpected error in a FUSE handler" log line, with a traceback, never appears: the harness
+keeps that logger at ERROR, so silence other logs with the root logger's level, not with
+``logging.disable``).
 The tree is rebuilt when a case removed what later cases need (an unbind, a release).
 """
 
@@ -35,6 +37,7 @@ from hypothesis import strategies as st
 from rpmsg_pair import RpmsgPair
 from test_abi_support import image
 
+from remoteproc.abi import fs as abi_fs
 from remoteproc.abi.node import Dir, File, Node
 from remoteproc.abi.rpmsg_char import (
     RPMSG_CREATE_DEV_IOCTL,
@@ -157,8 +160,13 @@ class AbiHarness:
         self.dir = Path(tempfile.mkdtemp(prefix="abifuzz-"))
         self.cases = 0
         self.rebuilds = 0
+        # The FUSE layer's logger keeps ERROR whatever the callers silence (a quiet run sets the
+        # root logger's level): its "unexpected error" records are the invariant.
+        self._fs_log = logging.getLogger(abi_fs.log.name)
+        self._fs_level = self._fs_log.level
+        self._fs_log.setLevel(logging.ERROR)
         self.unexpected = _Unexpected()
-        logging.getLogger("remoteproc").addHandler(self.unexpected)
+        self._fs_log.addHandler(self.unexpected)
         self._stack: contextlib.ExitStack | None = None
         self._build()
 
@@ -201,7 +209,8 @@ class AbiHarness:
     def close(self) -> None:
         if self._stack is not None:
             self._stack.close()
-        logging.getLogger("remoteproc").removeHandler(self.unexpected)
+        self._fs_log.removeHandler(self.unexpected)
+        self._fs_log.setLevel(self._fs_level)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _rebuild_if_needed(self) -> None:
