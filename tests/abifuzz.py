@@ -33,6 +33,7 @@ from pathlib import Path
 
 from abi_inproc import INPROC_ROOT, NodeFs
 from conftest import wait_until
+from fuzzkit import pick
 from hypothesis import strategies as st
 from rpmsg_pair import RpmsgPair
 from test_abi_support import image
@@ -71,19 +72,19 @@ KEYWORDS = [b"start", b"stop", b"detach", b"crash", b"enabled", b"disabled", b"r
 
 @st.composite
 def write_data(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["word", "word", "word", "random", "huge", "nul", "utf8"]))
+    kind = draw(pick(["word", "word", "word", "random", "huge", "nul", "utf8"]))
     if kind == "random":
         return draw(st.binary(min_size=1, max_size=64))
     if kind == "huge":
-        return bytes([draw(st.integers(0, 255))]) * draw(st.sampled_from([4095, 4096, 4097,
+        return bytes([draw(st.integers(0, 255))]) * draw(pick([4095, 4096, 4097,
                                                                           200_000]))
     if kind == "nul":
         return b"\0" * draw(st.integers(1, 40))
     if kind == "utf8":
         return draw(st.text(min_size=1, max_size=16)).encode("utf-8", "surrogatepass")
-    word = draw(st.sampled_from(KEYWORDS))
-    before = draw(st.sampled_from([b"", b"", b" ", b"\0", b"\n", b"\xff", b"\t"]))
-    after = draw(st.sampled_from([b"", b"\n", b"\n", b"\0", b"\n\n", b"\xff\xfe", b" ",
+    word = draw(pick(KEYWORDS))
+    before = draw(pick([b"", b"", b" ", b"\0", b"\n", b"\xff", b"\t"]))
+    after = draw(pick([b"", b"\n", b"\n", b"\0", b"\n\n", b"\xff\xfe", b" ",
                                   b"\0junk", b"\r\n"]))
     if word and draw(st.integers(0, 5)) == 0:
         word = word[: draw(st.integers(0, len(word)))]
@@ -101,13 +102,13 @@ _ADDRS = [0xFFFF_FFFF, 0, 1, 53, 1024, 1025, 0x400, 0x7FFF_FFFF, 0x8000_0000, 0x
 def endpoint_info(draw: st.DrawFn) -> bytes:
     """``struct rpmsg_endpoint_info``: char name[32]; __u32 src; __u32 dst (or not)."""
     name = draw(st.one_of(
-        st.sampled_from([b"rpmsg-raw", b"svc", b"rpmsg_chrdev", b"", b"x" * 32, b"x" * 31,
+        pick([b"rpmsg-raw", b"svc", b"rpmsg_chrdev", b"", b"x" * 32, b"x" * 31,
                          b"\xff\xfe", b"a\0b", b"rpmsg_ctrl", b"rpmsg_ns", b"../.."]),
         st.binary(max_size=32)))
     raw = name[:32].ljust(32, b"\0")
     if draw(st.integers(0, 4)) == 0:
         raw = name[:32].ljust(32, b"Z")  # no terminating NUL
-    info = raw + struct.pack("<II", draw(st.sampled_from(_ADDRS)), draw(st.sampled_from(_ADDRS)))
+    info = raw + struct.pack("<II", draw(pick(_ADDRS)), draw(pick(_ADDRS)))
     if draw(st.integers(0, 6)) == 0:
         info = info[: draw(st.integers(0, len(info)))]
     return info
@@ -115,12 +116,12 @@ def endpoint_info(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def ioctl_calls(draw: st.DrawFn) -> tuple[str, int, int | bytes]:
-    dev = draw(st.sampled_from(IOCTL_DEVICES))
-    cmd = draw(st.one_of(st.sampled_from(_IOCTLS), st.sampled_from(_IOCTLS),
+    dev = draw(pick(IOCTL_DEVICES))
+    cmd = draw(st.one_of(pick(_IOCTLS), pick(_IOCTLS),
                          st.integers(0, 0xFFFF_FFFF)))
     arg: int | bytes
     if draw(st.booleans()):
-        arg = draw(st.sampled_from([0, 1, 2, 0xFFFF_FFFF, -1]))
+        arg = draw(pick([0, 1, 2, 0xFFFF_FFFF, -1]))
     else:
         arg = draw(st.one_of(endpoint_info(), st.binary(max_size=48)))
     return dev, cmd, arg

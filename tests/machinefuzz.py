@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from fuzzkit import pick
 from hypothesis import strategies as st
 
 from remoteproc.errors import RprocError
@@ -81,8 +83,8 @@ _EDGE_INTS = [0, 1, 3, 4, 0x1000, 0xFFF, 0x4000_0000, 0xE000_E000, 0x8000_0000, 
 
 def _scalar() -> st.SearchStrategy[Any]:
     return st.one_of(
-        st.sampled_from(_EDGE_INTS), st.integers(-(1 << 70), 1 << 70), st.booleans(),
-        st.sampled_from(["", "x", "a/b", "a b", "\0", "\n", "m4", "cortex-m4", "regfile", "svd",
+        pick(_EDGE_INTS), st.integers(-(1 << 70), 1 << 70), st.booleans(),
+        pick(["", "x", "a/b", "a b", "\0", "\n", "m4", "cortex-m4", "regfile", "svd",
                          "stm32-ipcc", "vsoc", "auto", "preloaded", "../../etc/passwd",
                          "/dev/zero", "stm32mp15.svd", "x" * 300, "\u00ff\u2028"]),
         st.text(max_size=8), st.floats(allow_nan=True), st.just([]), st.just({}),
@@ -108,27 +110,36 @@ def _copy(v: Any) -> Any:
     return json.loads(json.dumps(v))
 
 
+_SEED_NAMES = sorted(SEEDS)
+_SCALAR = _scalar()
+_EDGE = pick(_EDGE_INTS)
+_TABLE_OPS = pick(["set", "set", "set", "drop", "add", "dup"])
+_TEXT_OPS = pick(["drop", "dup", "number", "number", "cut"])
+_ADDED_KEYS = pick(["extra", "params", "svd", "cores", "aliases", "pa", "reserved",
+                               "clock_hz", "registers"])
+
+
 @st.composite
 def table_mutations(draw: st.DrawFn) -> str:
     """A bundled machine parsed, a few values replaced, keys dropped or added, re-written."""
-    doc = _copy(SEED_DOCS[draw(st.sampled_from(sorted(SEED_DOCS)))])
+    doc = _copy(SEED_DOCS[_SEED_NAMES[draw(st.integers(0, len(_SEED_NAMES) - 1))]])
     for _ in range(draw(st.integers(1, 4))):
         paths = _paths(doc)
         if not paths:
             break
-        path = draw(st.sampled_from(paths))
+        # An index, not sampled_from(paths): a new strategy per draw costs more than the case.
+        path = paths[draw(st.integers(0, len(paths) - 1))]
         parent = doc
         for p in path[:-1]:
             parent = parent[p]
         key = path[-1]
-        op = draw(st.sampled_from(["set", "set", "set", "drop", "add", "dup"]))
+        op = draw(_TABLE_OPS)
         if op == "set":
-            parent[key] = draw(_scalar())
+            parent[key] = draw(_SCALAR)
         elif op == "drop":
             del parent[key]
         elif op == "add" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "params", "svd", "cores", "aliases", "pa",
-                                         "reserved", "clock_hz", "registers"]))] = draw(_scalar())
+            parent[draw(_ADDED_KEYS)] = draw(_SCALAR)
         elif op == "dup" and isinstance(parent, list):
             parent.append(_copy(parent[key]))
     return dump_toml(doc)
@@ -137,19 +148,20 @@ def table_mutations(draw: st.DrawFn) -> str:
 @st.composite
 def text_mutations(draw: st.DrawFn) -> bytes:
     """A bundled machine's text with lines dropped or repeated, numbers replaced, bytes flipped."""
-    lines = SEEDS[draw(st.sampled_from(sorted(SEEDS)))].splitlines(keepends=True)
+    lines = SEEDS[_SEED_NAMES[draw(st.integers(0, len(_SEED_NAMES) - 1))]].splitlines(
+        keepends=True)
     for _ in range(draw(st.integers(1, 4))):
         if not lines:
             break
         i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["drop", "dup", "number", "number", "cut"]))
+        op = draw(_TEXT_OPS)
         if op == "drop":
             del lines[i]
         elif op == "dup":
             lines.insert(i, lines[i])
         elif op == "number":
             lines[i] = re.sub(r"0x[0-9A-Fa-f_]+|\b\d+\b",
-                              lambda m: hex(draw(st.sampled_from(_EDGE_INTS)) & ((1 << 64) - 1)),
+                              lambda m: hex(draw(_EDGE) & ((1 << 64) - 1)),
                               lines[i], count=1)
         else:
             lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
@@ -164,16 +176,16 @@ def text_mutations(draw: st.DrawFn) -> bytes:
 def svd_mutations(draw: st.DrawFn) -> tuple[str, str]:
     """The stm32mp157 machine with its SVD file cut, its numbers or names changed."""
     text = SVD_SEED
-    op = draw(st.sampled_from(["cut", "number", "name", "garbage"]))
+    op = draw(pick(["cut", "number", "name", "garbage"]))
     if op == "cut":
         text = text[: draw(st.integers(0, len(text)))]
     elif op == "number":
         hits = list(re.finditer(r"0x[0-9A-Fa-f]+", text))
-        m = hits[draw(st.integers(0, len(hits) - 1))]
-        text = text[: m.start()] + draw(st.sampled_from(
+        m = hits[draw(st.integers(0, len(hits) - 1))]  # hits: the seed's, the same every time
+        text = text[: m.start()] + draw(pick(
             ["-1", "0xFFFFFFFFFFFFFFFFFF", "zz", "", "1e9", "0x"])) + text[m.end():]
     elif op == "name":
-        text = text.replace("<name>USART3</name>", draw(st.sampled_from(
+        text = text.replace("<name>USART3</name>", draw(pick(
             ["<name></name>", "<name>USART2</name>", "", "<name>&bad;</name>"])), 1)
     else:
         text = draw(st.text(max_size=64))
@@ -197,7 +209,10 @@ class MachineHarness:
     ``run(toml, svd)`` checks one case."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="machinefuzz-"))
+        # /dev/shm when there is one: a case writes one or two files and reads them back
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.dir = Path(tempfile.mkdtemp(prefix="machinefuzz-", dir=shm))
+        self._svd: str | None = None  # what the folder's SVD holds now
         self.cases = 0
         self.accepted = 0
 
@@ -209,9 +224,12 @@ class MachineHarness:
         path = self.dir / "machine.toml"
         path.write_bytes(data)
         svd_path = self.dir / "stm32mp15.svd"
-        svd_path.write_text(SVD_SEED if svd is None else svd)
-        svd_module._cache.pop(str(svd_path.resolve()), None)  # the case's own SVD, not the last
-        before = sorted(p.name for p in self.dir.iterdir())
+        want = SVD_SEED if svd is None else svd
+        if want != self._svd:
+            svd_path.write_text(want)
+            self._svd = want
+            svd_module._cache.pop(str(svd_path.resolve()), None)  # the case's SVD, not the last
+        before = sorted(os.listdir(self.dir))
         try:
             spec = load_machine_spec(path)
         except RprocError as exc:
@@ -219,7 +237,7 @@ class MachineHarness:
             assert str(exc).startswith("machine.toml: "), str(exc)
             return None
         finally:
-            assert sorted(p.name for p in self.dir.iterdir()) == before
+            assert sorted(os.listdir(self.dir)) == before
         self.accepted += 1
         # The platform itself: memories, every core's emulator and peripheral bus, the SoC's
         # host driver. Whatever the parser accepted must build.

@@ -26,6 +26,7 @@ import struct
 import uuid
 
 from elfbuild import rsc_carveout, rsc_devmem, rsc_entry, rsc_trace
+from fuzzkit import cached, pick
 from hypothesis import strategies as st
 
 from remoteproc.core.host import Host
@@ -67,28 +68,29 @@ _EDGE32 = [0, 1, 2, 3, 4, 0x10, 0x1000, 0x4000, 0x8000, 0x10000, 0x7FFFF, 0x8000
            0xFFFF_FFFF, 0xFFFF_FFFC]
 
 
+@cached
 def _u32() -> st.SearchStrategy[int]:
-    return st.one_of(st.sampled_from(_EDGE32), st.integers(0, 0xFFFF_FFFF))
+    return st.one_of(pick(_EDGE32), st.integers(0, 0xFFFF_FFFF))
 
 
 @st.composite
 def _vdev(draw: st.DrawFn) -> bytes:
     """A vdev entry with edge values in every field (OpenAMP's shape by default)."""
     bo = NATIVE_BYTEORDER
-    nvrings = draw(st.sampled_from([2, 2, 2, 0, 1, 3, 255]))
-    config_len = draw(st.sampled_from([0, 0, 8, 0x10000, 0xFFFF_FFFF]))
-    body = struct.pack(bo + "IIIIIBBBB", draw(st.sampled_from([7, 7, 0, 3, 0xFFFF_FFFF])),
-                       draw(st.sampled_from([0, 1, 0xFFFF_FFFF])), draw(_u32()),
-                       draw(st.sampled_from([0, 0])), config_len,
-                       draw(st.sampled_from([0, 0, 0xFF])), nvrings, 0, 0)
+    nvrings = draw(pick([2, 2, 2, 0, 1, 3, 255]))
+    config_len = draw(pick([0, 0, 8, 0x10000, 0xFFFF_FFFF]))
+    body = struct.pack(bo + "IIIIIBBBB", draw(pick([7, 7, 0, 3, 0xFFFF_FFFF])),
+                       draw(pick([0, 1, 0xFFFF_FFFF])), draw(_u32()),
+                       draw(pick([0, 0])), config_len,
+                       draw(pick([0, 0, 0xFF])), nvrings, 0, 0)
     for i in range(min(nvrings, 4)):
         body += struct.pack(bo + "IIIII",
-                            draw(st.sampled_from([LAY.vring_da[i % 2], 0xFFFF_FFFF, 0x7F000,
+                            draw(pick([LAY.vring_da[i % 2], 0xFFFF_FFFF, 0x7F000,
                                                   0x10000, 0xFFFF_F000])),
-                            draw(st.sampled_from([0x1000, 0x1000, 0, 3, 0x8000_0000])),
-                            draw(st.sampled_from([256, 256, 0, 1, 3, 512, 0x8000, 0xFFFF_FFFF])),
-                            draw(st.sampled_from([1 + i, 1 + i, 0, 0xFFFF_FFFF])), 0)
-    body += b"\0" * min(config_len, draw(st.sampled_from([0, 8])))
+                            draw(pick([0x1000, 0x1000, 0, 3, 0x8000_0000])),
+                            draw(pick([256, 256, 0, 1, 3, 512, 0x8000, 0xFFFF_FFFF])),
+                            draw(pick([1 + i, 1 + i, 0, 0xFFFF_FFFF])), 0)
+    body += b"\0" * min(config_len, draw(pick([0, 8])))
     return rsc_entry(3, body, bo)
 
 
@@ -97,20 +99,20 @@ def _entries(draw: st.DrawFn) -> list[bytes]:
     bo = NATIVE_BYTEORDER
     out: list[bytes] = []
     for _ in range(draw(st.integers(0, 4))):
-        kind = draw(st.sampled_from(["vdev", "vdev", "carveout", "trace", "devmem", "other"]))
+        kind = draw(pick(["vdev", "vdev", "carveout", "trace", "devmem", "other"]))
         if kind == "vdev":
             out.append(draw(_vdev()))
         elif kind == "carveout":
-            out.append(rsc_carveout(draw(_u32()), draw(st.sampled_from([0x1000, 0, 0x100000])),
+            out.append(rsc_carveout(draw(_u32()), draw(pick([0x1000, 0, 0x100000])),
                                     "vdev0buffer" if draw(st.booleans()) else "x", byteorder=bo))
         elif kind == "trace":
-            out.append(rsc_trace(draw(st.sampled_from([0x50000, 0x7FF00, 0xFFFF_FF00])),
-                                 draw(st.sampled_from([0x100, 0, 0x10_0000])), "trace0",
+            out.append(rsc_trace(draw(pick([0x50000, 0x7FF00, 0xFFFF_FF00])),
+                                 draw(pick([0x100, 0, 0x10_0000])), "trace0",
                                  byteorder=bo))
         elif kind == "devmem":
             out.append(rsc_devmem(0x5000_0000, 0x5000_0000, 0x1000, "dev", byteorder=bo))
         else:
-            out.append(rsc_entry(draw(st.sampled_from([4, 128, 0xFFFF_FFFF])), bytes(8), bo))
+            out.append(rsc_entry(draw(pick([4, 128, 0xFFFF_FFFF])), bytes(8), bo))
     return out
 
 
@@ -130,14 +132,14 @@ def _table(entries: list[bytes], ver: int = 1) -> bytes:
 def tables(draw: st.DrawFn) -> bytes:
     """A table as a (possibly hostile) remote writes it: OpenAMP's own table with bytes or
     words changed, or one built from edge-valued entries, or random bytes."""
-    kind = draw(st.sampled_from(["seed", "seed", "built", "built", "random"]))
+    kind = draw(pick(["seed", "seed", "built", "built", "random"]))
     if kind == "random":
         return draw(st.binary(max_size=128))
     data = bytearray(SEED if kind == "seed" else _table(draw(_entries()),
-                                                        draw(st.sampled_from([1, 1, 1, 0, 2]))))
+                                                        draw(pick([1, 1, 1, 0, 2]))))
     for _ in range(draw(st.integers(0 if kind == "built" else 1, 3))):
         pos = draw(st.integers(0, max(0, len(data) - 1)))
-        op = draw(st.sampled_from(["flip", "word", "word", "cut"]))
+        op = draw(pick(["flip", "word", "word", "cut"]))
         if op == "flip" and data:
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif op == "word":
