@@ -26,6 +26,7 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import shutil
 import struct
 import tempfile
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from abi_inproc import INPROC_ROOT, NodeFs
 from conftest import wait_until
-from fuzzkit import pick
+from fuzzkit import mutate_bytes, pick
 from hypothesis import strategies as st
 from rpmsg_pair import RpmsgPair
 from test_abi_support import image
@@ -169,6 +170,7 @@ class AbiHarness:
         self.unexpected = _Unexpected()
         self._fs_log.addHandler(self.unexpected)
         self._stack: contextlib.ExitStack | None = None
+        self._suspect = False
         self._build()
 
     def _build(self) -> None:
@@ -224,18 +226,30 @@ class AbiHarness:
     def run(self, call: tuple[object, ...]) -> int:
         """One call; returns 0 or the errno it failed with."""
         self.cases += 1
-        self._rebuild_if_needed()
+        # Looking the needed devices up costs as much as a case: only after a call that may
+        # have removed one (an ENOENT, an unbind or a release), and every 50 calls.
+        if self._suspect or self.cases % 50 == 0:
+            self._rebuild_if_needed()
+            self._suspect = False
         before = len(self.unexpected.records)
+        code = 0
         try:
             if call[0] == "write":
                 _, which, data = call
                 assert isinstance(which, int) and isinstance(data, bytes)
                 targets = [*self.writable, "/dev/remoteproc0"]
-                return self._write(targets[which % len(targets)], data)
+                path = targets[which % len(targets)]
+                self._suspect = path.endswith(("bind", "driver_override", "drivers_probe"))
+                code = self._write(path, data)
+                return code
             _, dev, cmd, arg = call
             assert isinstance(dev, str) and isinstance(cmd, int)
-            return self._ioctl(dev, cmd, arg)  # type: ignore[arg-type]
+            self._suspect = dev == "/dev/rpmsg_ctrl0" or cmd == RPMSG_DESTROY_EPT_IOCTL
+            code = self._ioctl(dev, cmd, arg)  # type: ignore[arg-type]
+            return code
         finally:
+            self._suspect = self._suspect or code in (errno.ENOENT, errno.ENODEV, errno.ENXIO,
+                                                      errno.EPIPE)
             new = self.unexpected.records[before:]
             assert not new, f"{call!r}: unexpected exception in a handler: " \
                             f"{new[0].getMessage()} {new[0].exc_info!r}"
@@ -282,3 +296,15 @@ def _checked(exc: OSError) -> int:
     code = exc.errno or 0
     assert code in errno.errorcode and code != errno.EIO, f"errno {code}: {exc}"
     return code
+
+
+def mutate(call: tuple[object, ...], rng: random.Random) -> tuple[object, ...]:
+    """A cheap mutant of a call for the long runs: its bytes mutated, the same target."""
+    if call[0] == "write":
+        _, which, data = call
+        assert isinstance(data, bytes)
+        return "write", which, mutate_bytes(data, rng) or b"\n"
+    _, dev, cmd, arg = call
+    if isinstance(arg, bytes):
+        return "ioctl", dev, cmd, mutate_bytes(arg, rng)
+    return "ioctl", dev, cmd, rng.choice((0, 1, 2, 0xFFFF_FFFF, -1))

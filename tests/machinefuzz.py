@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fuzzkit import pick
+from fuzzkit import mutate_bytes, pick
 from hypothesis import strategies as st
 
 from remoteproc.errors import RprocError
@@ -243,3 +244,18 @@ class MachineHarness:
         # host driver. Whatever the parser accepted must build.
         EmulatorPlatform(spec).close()
         return spec
+
+
+_NUMBER = re.compile(rb"0x[0-9A-Fa-f_]+|\b\d+\b")
+
+
+def mutate(case: tuple[bytes, str | None], rng: random.Random) -> tuple[bytes, str | None]:
+    """A cheap mutant of a case for the long runs: a number of the file replaced by an edge
+    value (most of them), or a byte-level mutation."""
+    data, svd = case
+    hits = list(_NUMBER.finditer(data)) if rng.random() < 0.7 else []
+    if hits:
+        m = rng.choice(hits)
+        value = rng.choice(_EDGE_INTS) & ((1 << 64) - 1)
+        return data[: m.start()] + hex(value).encode() + data[m.end():], svd
+    return mutate_bytes(data, rng), svd

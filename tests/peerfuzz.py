@@ -63,6 +63,7 @@ def _forbidden(size: int) -> list[tuple[int, int]]:
 
 
 FORBIDDEN = _forbidden(LAY.shm_size)
+_CANARIES = {(start, end): bytes([_CANARY]) * (end - start) for start, end in FORBIDDEN}
 
 _EDGE32 = [0, 1, 2, 3, 4, 0x10, 0x1000, 0x4000, 0x8000, 0x10000, 0x7FFFF, 0x80000, 0x7FFF_FFFF,
            0xFFFF_FFFF, 0xFFFF_FFFC]
@@ -197,8 +198,8 @@ class PeerTableHarness:
         view = self.shm.view
         view[: LAY.rsc_max] = b"\0" * LAY.rsc_max
         view[: len(table)] = table
-        for start, end in FORBIDDEN:
-            view[start:end] = bytes([_CANARY]) * (end - start)
+        for (start, end), canary in _CANARIES.items():
+            view[start:end] = canary
         written = bytes(view[: LAY.rsc_max])
         rp = self.rproc
         err: RprocError | None = None
@@ -218,8 +219,8 @@ class PeerTableHarness:
             assert bytes(view[: LAY.rsc_max]) == written, "detach did not restore the table"
         finally:
             self._accept_all()
-        for start, end in FORBIDDEN:
-            assert view[start:end] == bytes([_CANARY]) * (end - start), \
+        for (start, end), canary in _CANARIES.items():
+            assert view[start:end] == canary, \
                 f"the host wrote into [{start:#x}, {end:#x}) of the shared file"
         return err
 

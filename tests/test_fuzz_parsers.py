@@ -25,7 +25,7 @@ from machinefuzz import MACHINES, SEEDS, MachineHarness, dump_toml
 from peerfuzz import SEED, PeerTableHarness, expected_errno, tables
 
 from remoteproc.errors import RprocError
-from remoteproc.platforms.emulator.machine import parse_machine
+from remoteproc.platforms.emulator.machine import MACHINES_DIR, parse_machine
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,6 +81,21 @@ def test_a_core_name_that_is_not_a_string_is_refused(name: object) -> None:
         parse_machine(text, "m.toml")
     assert info.value.errno == errno.EINVAL
     assert "m.toml: core[0].name: expected a non-empty string" in str(info.value)
+
+
+@pytest.mark.parametrize("irq", ["[]", "[1, 2]", "240", "-1", "1e3"])
+def test_hsem_irq_is_checked_when_the_machine_is_parsed(irq: str) -> None:
+    """Found by tools/fuzz.sh: the HSEM's ``irq`` went unchecked by the parser, so a machine
+    that loaded failed later, when the platform built the model (a list), or gave the NVIC a
+    line it does not have (240)."""
+    text = (SEEDS["stm32mp157.toml"]
+            .replace("params = { core_id = 2, semaphores = 32, irq = 125 }",
+                     f"params = {{ core_id = 2, semaphores = 32, irq = {irq} }}"))
+    assert text != SEEDS["stm32mp157.toml"]
+    with pytest.raises(RprocError) as info:
+        parse_machine(text, "m.toml", MACHINES_DIR)
+    assert info.value.errno == errno.EINVAL
+    assert "m.toml: peripheral[0].params.irq: " in str(info.value)
 
 
 # -- the process platform's peer-written resource table -----------------------------------------

@@ -15,6 +15,10 @@ Targets (each worker runs all it is given, in turns of about ``--slice`` seconds
 - ``abi``: sysfs/debugfs/cdev writes and rpmsg/remoteproc ioctls through the in-process FUSE
   operations (tests/abifuzz.py).
 
+Each case hypothesis generates is followed by ``--mutants`` (default 3) cheap byte-level mutants
+of it (tests/fuzzkit.py ``mutate_bytes``; numbers replaced in machine files), each run and
+counted as a case of its own: generation costs as much as a run, a mutant only the run.
+
 A case that raises anything the harness does not allow (or a disagreement) is counted by its
 first line; the first input of each kind is kept under ``--keep`` (default fuzz-failures/) for
 reproduction. Workers are separate processes (one per core by default): the harnesses hold the
@@ -44,9 +48,14 @@ TARGETS = ("fw", "machine", "peer", "abi")
 BATCH = 50  # examples per hypothesis run: small, so the deadline is never overrun by much
 
 
-def _target(name: str) -> tuple[Any, Callable[[Any], str | None], Any, Callable[[], None]]:
-    """(strategy, run one case -> disagreement or None, harness, close) of a target, built in
-    the worker (each has its own files, sockets, host)."""
+Mutator = Callable[[Any, random.Random], Any]
+
+
+def _target(name: str) -> tuple[Any, Callable[[Any], str | None], Mutator, Callable[[], None]]:
+    """(strategy, run one case -> disagreement or None, mutant maker, close) of a target,
+    built in the worker (each has its own files, sockets, host)."""
+    from fuzzkit import mutate_bytes
+
     if name == "fw":
         from fwfuzz import Harness, compare, images
         from hypothesis import strategies as st
@@ -54,18 +63,19 @@ def _target(name: str) -> tuple[Any, Callable[[Any], str | None], Any, Callable[
 
         fw = Harness()
         strategy = st.one_of(images(), images(), synthetic(), mutated().map(lambda c: c[0]))
-        return strategy, lambda data: compare(fw.run(data)), fw, fw.close
+        return strategy, lambda data: compare(fw.run(data)), mutate_bytes, fw.close
     if name == "machine":
         from machinefuzz import MACHINES, MachineHarness
+        from machinefuzz import mutate as mutate_machine
 
         mh = MachineHarness()
 
         def machine(case: tuple[bytes, str | None]) -> None:
             mh.run(*case)
 
-        return MACHINES, machine, mh, mh.close
+        return MACHINES, machine, mutate_machine, mh.close
     if name == "peer":
-        from peerfuzz import PeerTableHarness, expected_errno, tables
+        from peerfuzz import LAY, PeerTableHarness, expected_errno, tables
 
         ph = PeerTableHarness()
 
@@ -73,16 +83,20 @@ def _target(name: str) -> tuple[Any, Callable[[Any], str | None], Any, Callable[
             err = ph.run(table)
             return None if expected_errno(err) else f"unexpected errno: {err}"
 
-        return tables(), peer, ph, ph.close
+        def mutate_table(table: bytes, rng: random.Random) -> bytes:
+            return mutate_bytes(table, rng)[: LAY.rsc_max]
+
+        return tables(), peer, mutate_table, ph.close
     if name == "abi":
         from abifuzz import CALLS, AbiHarness
+        from abifuzz import mutate as mutate_call
 
         ah = AbiHarness()
 
         def abi(call: tuple[object, ...]) -> None:
             ah.run(call)
 
-        return CALLS, abi, ah, ah.close
+        return CALLS, abi, mutate_call, ah.close
     raise SystemExit(f"unknown target {name!r} (expected {', '.join(TARGETS)})")
 
 
@@ -95,8 +109,8 @@ def _keep(keep: Path, target: str, kind: str, key: str, case: Any) -> None:
         stem.with_suffix(".txt").write_text(repr(case) + "\n")
 
 
-def worker(index: int, targets: list[str], seconds: float, slice_s: float, keep: Path,
-           out: Any) -> None:
+def worker(index: int, targets: list[str], seconds: float, slice_s: float, mutants: int,
+           keep: Path, out: Any) -> None:
     """One process: build the targets' harnesses, run them in turns until the deadline, send
     the counts back as a dict."""
     from hypothesis import HealthCheck, Phase, given, settings
@@ -114,36 +128,43 @@ def worker(index: int, targets: list[str], seconds: float, slice_s: float, keep:
     disagreements: collections.Counter[str] = collections.Counter()
     built = {t: _target(t) for t in targets}
     runners = {}
-    for target, (strategy, run, _h, _c) in built.items():
+    rng = random.Random(os.urandom(16))
 
-        def make(target: str, strategy: Any, run: Callable[[Any], str | None]) -> Any:
+    def check(target: str, run: Callable[[Any], str | None], case: Any) -> None:
+        cases[target] += 1
+        try:
+            why = run(case)
+        except Exception as exc:  # the point: count anything that escapes
+            key = f"{target}: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+            if not crashes[key]:
+                _keep(keep, target, "crash", key, case)
+                print(f"[worker {index}] uncaught: {key}\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+            crashes[key] += 1
+            return
+        if why is not None:
+            key = f"{target}: {why}"[:200]
+            if not disagreements[key]:
+                _keep(keep, target, "disagree", key, case)
+                print(f"[worker {index}] {key}", file=sys.stderr, flush=True)
+            disagreements[key] += 1
+
+    for target, (strategy, run, mutate, _c) in built.items():
+
+        def make(target: str, strategy: Any, run: Callable[[Any], str | None],
+                 mutate: Mutator) -> Any:
             @settings(max_examples=BATCH, deadline=None, database=None,
                       phases=[Phase.generate], suppress_health_check=list(HealthCheck))
             @given(case=strategy)
             def one(case: Any) -> None:
-                if time.monotonic() > deadline:
-                    return
-                cases[target] += 1
-                try:
-                    why = run(case)
-                except Exception as exc:  # the point: count anything that escapes
-                    key = f"{target}: {type(exc).__name__}: {exc}".splitlines()[0][:200]
-                    if not crashes[key]:
-                        _keep(keep, target, "crash", key, case)
-                        print(f"[worker {index}] uncaught: {key}\n{traceback.format_exc()}",
-                              file=sys.stderr, flush=True)
-                    crashes[key] += 1
-                    return
-                if why is not None:
-                    key = f"{target}: {why}"[:200]
-                    if not disagreements[key]:
-                        _keep(keep, target, "disagree", key, case)
-                        print(f"[worker {index}] {key}", file=sys.stderr, flush=True)
-                    disagreements[key] += 1
+                for k in range(mutants + 1):
+                    if time.monotonic() > deadline:
+                        return
+                    check(target, run, case if k == 0 else mutate(case, rng))
 
             return one
 
-        runners[target] = make(target, strategy, run)
+        runners[target] = make(target, strategy, run, mutate)
     start = time.monotonic()
     try:
         while time.monotonic() < deadline:
@@ -166,6 +187,8 @@ def main() -> int:
                     help=f"comma-separated, from {', '.join(TARGETS)}")
     ap.add_argument("--slice", type=float, default=5.0,
                     help="seconds each target runs before the next one's turn")
+    ap.add_argument("--mutants", type=int, default=3,
+                    help="byte-level mutants run after each generated case (0: none)")
     ap.add_argument("--keep", type=Path, default=Path("fuzz-failures"))
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args()
@@ -178,7 +201,8 @@ def main() -> int:
     out = ctx.Queue()
     seconds = args.minutes * 60
     start = time.monotonic()
-    procs = [ctx.Process(target=worker, args=(i, targets, seconds, args.slice, args.keep, out),
+    procs = [ctx.Process(target=worker, args=(i, targets, seconds, args.slice, args.mutants,
+                                                  args.keep, out),
                          name=f"fuzz-{i}") for i in range(max(1, args.workers))]
     for p in procs:
         p.start()
