@@ -98,6 +98,25 @@ def test_hsem_irq_is_checked_when_the_machine_is_parsed(irq: str) -> None:
     assert "m.toml: peripheral[0].params.irq: " in str(info.value)
 
 
+@pytest.mark.parametrize(("ddr", "key", "why"), [
+    ("size = 0x1000\ndma_base = 0x88000000", "dma_base", "outside the DDR window"),
+    ("size = 0x1000\ndma_base = 0x80000000\ndma_size = 0x2000", "dma_size", "non-empty part"),
+    ("size = 0x2000\ndma_base = 0x80001000\ndma_size = 0", "dma_size", "non-empty part"),
+])
+def test_a_dma_pool_outside_the_ddr_window_is_refused(ddr: str, key: str, why: str) -> None:
+    """Found by tools/fuzz.sh: a DMA pool base past the end of the DDR window gave its
+    default size a negative value, which passed the parser's range check; the platform then
+    refused it."""
+    text = SEEDS["default.toml"]
+    start = text.index("[ddr]")
+    end = text.index("[[core]]", start)
+    text = text[:start] + f"[ddr]\nbase = 0x80000000\n{ddr}\n\n" + text[end:]
+    with pytest.raises(RprocError) as info:
+        parse_machine(text, "m.toml", MACHINES_DIR)
+    assert info.value.errno == errno.EINVAL
+    assert f"m.toml: ddr.{key}: the DMA pool" in str(info.value) and why in str(info.value)
+
+
 # -- the process platform's peer-written resource table -----------------------------------------
 
 
