@@ -21,14 +21,17 @@ counted as a case of its own: generation costs as much as a run, a mutant only t
 
 A case that raises anything the harness does not allow (or a disagreement) is counted by its
 first line; the first input of each kind is kept under ``--keep`` (default fuzz-failures/) for
-reproduction. Workers are separate processes (one per core by default): the harnesses hold the
-GIL, so threads would not add cases. Exit status 1 if anything was found.
+reproduction. A case that runs longer than ``HANG`` seconds is reported as hung (its threads'
+stacks are printed when the limit passes). Workers are separate processes (one per core by
+default): the harnesses hold the GIL, so threads would not add cases. Exit status 1 if anything
+was found.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import faulthandler
 import json
 import logging
 import multiprocessing
@@ -46,6 +49,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 TARGETS = ("fw", "machine", "peer", "abi")
 BATCH = 50  # examples per hypothesis run: small, so the deadline is never overrun by much
+HANG = 10.0  # seconds: a case (or a worker's start) taking longer is reported as hanging
 
 
 Mutator = Callable[[Any, random.Random], Any]
@@ -126,12 +130,18 @@ def worker(index: int, targets: list[str], seconds: float, slice_s: float, mutan
     cases: collections.Counter[str] = collections.Counter()
     crashes: collections.Counter[str] = collections.Counter()
     disagreements: collections.Counter[str] = collections.Counter()
+    slow: collections.Counter[str] = collections.Counter()
+    faulthandler.dump_traceback_later(HANG, exit=False)
     built = {t: _target(t) for t in targets}
+    faulthandler.cancel_dump_traceback_later()
     runners = {}
     rng = random.Random(os.urandom(16))
 
     def check(target: str, run: Callable[[Any], str | None], case: Any) -> None:
         cases[target] += 1
+        started = time.monotonic()
+        # A case that hangs is a finding too: its threads' stacks go to stderr after HANG s.
+        faulthandler.dump_traceback_later(HANG, exit=False)
         try:
             why = run(case)
         except Exception as exc:  # the point: count anything that escapes
@@ -142,6 +152,14 @@ def worker(index: int, targets: list[str], seconds: float, slice_s: float, mutan
                       file=sys.stderr, flush=True)
             crashes[key] += 1
             return
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            took = time.monotonic() - started
+            if took > HANG:
+                key = f"{target}: a case took {took:.0f} s"
+                if not slow[key]:
+                    _keep(keep, target, "slow", key, case)
+                slow[key] += 1
         if why is not None:
             key = f"{target}: {why}"[:200]
             if not disagreements[key]:
@@ -176,7 +194,8 @@ def worker(index: int, targets: list[str], seconds: float, slice_s: float, mutan
         for _s, _r, _h, close in built.values():
             close()
     out.put({"worker": index, "seconds": time.monotonic() - start, "cases": dict(cases),
-             "crashes": dict(crashes), "disagreements": dict(disagreements)})
+             "crashes": dict(crashes), "disagreements": dict(disagreements),
+             "slow": dict(slow)})
 
 
 def main() -> int:
@@ -224,10 +243,12 @@ def main() -> int:
     cases: collections.Counter[str] = collections.Counter()
     crashes: collections.Counter[str] = collections.Counter()
     disagreements: collections.Counter[str] = collections.Counter()
+    slow: collections.Counter[str] = collections.Counter()
     for r in results:
         cases.update(r["cases"])
         crashes.update(r["crashes"])
         disagreements.update(r["disagreements"])
+        slow.update(r["slow"])
     total = sum(cases.values())
     summary = {
         "cases": total,
@@ -238,8 +259,10 @@ def main() -> int:
                        for t in targets},
         "uncaught_exceptions": sum(crashes.values()),
         "disagreements": sum(disagreements.values()),
+        "hung_cases": sum(slow.values()),
         "workers_died": died,
-        "distinct": {"uncaught": dict(crashes), "disagreements": dict(disagreements)},
+        "distinct": {"uncaught": dict(crashes), "disagreements": dict(disagreements),
+                     "hung": dict(slow)},
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -248,9 +271,9 @@ def main() -> int:
         print(f"{total} cases in {summary['seconds']} s with {len(procs)} workers "
               f"({summary['cases_per_second']} cases/s; {per}): "
               f"{summary['uncaught_exceptions']} uncaught exceptions, "
-              f"{summary['disagreements']} disagreements"
-              + (f", workers died: {', '.join(died)}" if died else ""))
-    return 1 if crashes or disagreements or died else 0
+              f"{summary['disagreements']} disagreements, {summary['hung_cases']} cases over "
+              f"{HANG:g} s" + (f", workers died: {', '.join(died)}" if died else ""))
+    return 1 if crashes or disagreements or slow or died else 0
 
 
 if __name__ == "__main__":
