@@ -25,6 +25,7 @@ from elfbuild import (
     rsc_trace,
     rsc_vdev,
 )
+from fuzzkit import cached, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,19 +105,20 @@ def expected_memory(data: bytes, regions: list[tuple[int, int]], fill: int) -> G
 # --- (a) synthetic images --------------------------------------------------------------------
 
 
+@cached
 def edge_values(size: int, bits: int) -> st.SearchStrategy[int]:
     top = (1 << bits) - 1
     vals = [0, 1, 2, 0x10, 0x34, 0x40, size // 2, size - 1, size, size + 1, 0x7FFF_FFFF,
             0xFFFF_FFFF, 2**63, 2**64 - 1, 2**64 - 8]  # fmt: skip
     return st.one_of(
-        st.sampled_from(sorted({v & top for v in vals if v >= 0})),
+        pick(sorted({v & top for v in vals if v >= 0})),
         st.integers(0, top),
     )
 
 
 @st.composite
 def tables(draw: st.DrawFn, order: str) -> bytes | None:
-    kind = draw(st.sampled_from(["none", "good", "fields", "raw"]))
+    kind = draw(pick(["none", "good", "fields", "raw"]))
     if kind == "none":
         return None
     entries = [
@@ -131,8 +133,8 @@ def tables(draw: st.DrawFn, order: str) -> bytes | None:
         return resource_table(
             entries[:n],
             byteorder=order,
-            ver=draw(st.sampled_from([0, 1, 1, 2, 0xFFFF_FFFF])),
-            reserved=(draw(st.sampled_from([0, 0, 1])), draw(st.sampled_from([0, 0, 7]))),
+            ver=draw(pick([0, 1, 1, 2, 0xFFFF_FFFF])),
+            reserved=(draw(pick([0, 0, 1])), draw(pick([0, 0, 7]))),
             num=draw(st.one_of(st.none(), st.integers(0, 0xFFFF_FFFF))),
         )[: draw(st.integers(0, 300))]
     return draw(st.binary(max_size=80))
@@ -140,8 +142,8 @@ def tables(draw: st.DrawFn, order: str) -> bytes | None:
 
 @st.composite
 def synthetic(draw: st.DrawFn) -> bytes:
-    elf_class = draw(st.sampled_from([1, 2]))
-    order = draw(st.sampled_from("<>"))
+    elf_class = draw(pick([1, 2]))
+    order = draw(pick("<>"))
     bits = 32 if elf_class == 1 else 64
     segs = []
     for _ in range(draw(st.integers(0, 4))):
@@ -149,10 +151,10 @@ def synthetic(draw: st.DrawFn) -> bytes:
         segs.append(
             Seg(
                 data,
-                paddr=draw(st.sampled_from(BASES)) + draw(st.integers(0, 0x40)),
-                vaddr=draw(st.sampled_from(BASES)),
-                memsz=len(data) + draw(st.sampled_from([0, 0, 1, 0x20, 0x1000, 0x5000])),
-                type=draw(st.sampled_from([PT_LOAD, PT_LOAD, PT_LOAD, PT_NOTE, 0x6474E551])),
+                paddr=draw(pick(BASES)) + draw(st.integers(0, 0x40)),
+                vaddr=draw(pick(BASES)),
+                memsz=len(data) + draw(pick([0, 0, 1, 0x20, 0x1000, 0x5000])),
+                type=draw(pick([PT_LOAD, PT_LOAD, PT_LOAD, PT_NOTE, 0x6474E551])),
             )
         )
     table = draw(tables(order))
@@ -161,7 +163,7 @@ def synthetic(draw: st.DrawFn) -> bytes:
         elf_class=elf_class,
         byteorder=order,
         rsc_table=table,
-        rsc_da=RSC_DA + draw(st.sampled_from([0, 0, 0xF00, 0x2000])),
+        rsc_da=RSC_DA + draw(pick([0, 0, 0xF00, 0x2000])),
         entry=draw(st.integers(0, 2**bits - 1)),
         with_sections=draw(st.booleans()) or table is not None,
     )
@@ -170,17 +172,17 @@ def synthetic(draw: st.DrawFn) -> bytes:
     # Overwrite some header fields, program headers and section headers with edge values.
     widths = {"phoff": bits, "shoff": bits, "phnum": 16, "shnum": 16, "shstrndx": 16,
               "phentsize": 16}  # fmt: skip
-    for name in draw(st.lists(st.sampled_from(sorted(widths)), max_size=2, unique=True)):
+    for name in draw(st.lists(pick(sorted(widths)), max_size=2, unique=True)):
         b.patch_ehdr(**{name: draw(edge_values(size, widths[name]))})
     nphdr = len(segs) + (table is not None)
     for _ in range(draw(st.integers(0, 2)) if nphdr else 0):
-        field = draw(st.sampled_from(["offset", "filesz", "memsz", "paddr", "type"]))
+        field = draw(pick(["offset", "filesz", "memsz", "paddr", "type"]))
         idx = draw(st.integers(0, nphdr - 1))
         at = b.phoff + idx * lay.phdr.size
         if b.phoff and at + lay.phdr.size <= size:
             b.patch_phdr(idx, **{field: draw(edge_values(size, 32 if field == "type" else bits))})
     if table is not None and draw(st.booleans()):
-        field = draw(st.sampled_from(["offset", "size", "name", "addr"]))
+        field = draw(pick(["offset", "size", "name", "addr"]))
         at = b.shdr_offset(".resource_table")
         if at + lay.shdr.size <= size:
             w = 32 if field == "name" else bits
@@ -275,13 +277,13 @@ def mutated(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, int]]]:
         n = len(data)
         # Most of what matters sits in the first bytes and the header tables.
         pos = draw(st.one_of(st.integers(4, 0x80), st.integers(0, max(n, 1))))
-        op = draw(st.sampled_from(["flip", "set", "set", "truncate", "insert", "delete"]))
+        op = draw(pick(["flip", "set", "set", "truncate", "insert", "delete"]))
         if op == "flip" and pos < n:
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif op == "set" and pos < n:
-            width = draw(st.sampled_from([1, 2, 4, 8]))
+            width = draw(pick([1, 2, 4, 8]))
             value = draw(edge_values(n, 8 * width))
-            order = draw(st.sampled_from("<>"))
+            order = draw(pick("<>"))
             raw = value.to_bytes(width, "little" if order == "<" else "big")
             data[pos : pos + width] = raw[: max(0, n - pos)]
         elif op == "truncate":

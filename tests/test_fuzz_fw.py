@@ -82,3 +82,22 @@ def test_the_issue_reproducers_agree(harness: Harness, tmp_path: Path) -> None:
         assert out.report.exit_status == 2 and not out.booted
         assert compare(out) is None
 
+
+
+def test_a_segment_longer_than_any_view_is_the_platforms_limit(harness: Harness) -> None:
+    """Found by tools/fuzz.sh: a 64-bit segment of memsz 2**64 - 4 at da 0 is refused by the
+    loader before the platform is asked (no view that long exists), which is a memory limit
+    like SPARSE_LIMIT, not an image error fw check should have seen; it warns of the overlap
+    and boots elsewhere."""
+    from elfbuild import Seg, build_elf, resource_table
+    from fwfuzz import RSC_DA
+
+    for order in "<>":
+        built = build_elf([Seg(b"\0" * 7, paddr=0)], elf_class=2, byteorder=order,
+                          rsc_table=resource_table([], byteorder=order), rsc_da=RSC_DA,
+                          entry=0x1000)
+        built.patch_phdr(0, memsz=(1 << 64) - 4)
+        out = harness.run(bytes(built.data))
+        assert not out.booted and out.boot_error is not None
+        assert "bad phdr da 0x0 mem 0xfffffffffffffffc" in out.boot_error.message
+        assert out.platform_limit and compare(out) is None

@@ -43,7 +43,7 @@ class ProcessorEvent:
     """One event of rprocd's core. ``kind``: ``state``, ``crash`` (``detail`` = the crash type),
     ``crash_handled``, ``recovery_start``, ``recovery_done``, ``recovery_failed``, ``coredump``,
     ``attached``, ``detached``, ``boot_failed``, ``added``, ``deleted``, ``firmware``,
-    ``vring_broken``."""
+    ``vring_broken``, ``vring_refused``."""
 
     seq: int
     time: float  # wall clock (time.time()) when the core published it
@@ -100,6 +100,9 @@ class ProcessorEvent:
             return f"boot FAILED: {self.error}"
         if k == "vring_broken":
             return f"{self.detail} BROKEN by the remote, its channels are dead: {self.error}"
+        if k == "vring_refused":
+            many = f" ({self.count} refusals)" if self.count and self.count > 1 else ""
+            return f"{self.detail}: refused what the remote wrote{many}: {self.error}"
         if k == "firmware":
             return f"firmware set to {self.detail}"
         return k

@@ -66,7 +66,17 @@ class EventKind(enum.Enum):
     # a virtio ring the remote corrupted (the kernel's BAD_RING): ``detail`` names the device and
     # ring, ``error`` says what was wrong; its channels are dead until a restart or re-attach
     VRING_BROKEN = "vring_broken"
+    # DIFF: an element of a virtio ring (or the rpmsg message in it) that the remote wrote and
+    # the host refused (the kernel only logs it): ``detail`` names the device and ring, ``error``
+    # says what was wrong, ``count`` how many refusals the event stands for (at most one event
+    # per ring per ``REFUSED_EVENT_INTERVAL``); the channel keeps working
+    VRING_REFUSED = "vring_refused"
 
+
+# A hostile remote can make every element it returns bad: refusals of one ring are published at
+# most this often (seconds), each event counting the ones it stands for, so subscribers and the
+# event file are not flooded and the receive pass never waits on them.
+REFUSED_EVENT_INTERVAL = 1.0
 
 _seq = itertools.count(1)
 

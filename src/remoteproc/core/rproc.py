@@ -41,7 +41,14 @@ from typing import TYPE_CHECKING, Any
 
 from remoteproc.closing import Closeable
 from remoteproc.core import states
-from remoteproc.core.events import Dispatcher, Event, EventBus, EventKind, Subscription
+from remoteproc.core.events import (
+    REFUSED_EVENT_INTERVAL,
+    Dispatcher,
+    Event,
+    EventBus,
+    EventKind,
+    Subscription,
+)
 from remoteproc.core.firmware_loader import check_firmware_name, request_firmware
 from remoteproc.core.memory import DmaPool, Mapping, MemEntry, find_by_name, walk_da, walk_pa
 from remoteproc.core.ops import RprocOps
@@ -185,6 +192,10 @@ class Rproc(Closeable):
             self.set_feature(f)
 
         # Resource table state (§1.5, §1.7): cached copy, live pointer, pristine copy.
+        # vring_refused events per ring: (when the last was published, refusals since)
+        self._refused: dict[str, tuple[float, int]] = {}
+        self.refused_interval = REFUSED_EVENT_INTERVAL  # seconds between two such events
+        self._refused_lock = threading.Lock()
         self.cached_table: bytearray | None = None
         self.table_ptr: memoryview | None = None
         self.clean_table: bytes | None = None
@@ -828,6 +839,21 @@ class Rproc(Closeable):
         # Not waited for: a platform's emulation thread must not block on subscribers.
         self._emit(EventKind.CRASH, detail=label)
         self._workqueue().queue(("crash", id(self)), self._crash_handler_work)
+
+    def report_vring_refused(self, where: str, error: RprocError) -> None:
+        """An element of a ring (or the message in it) the remote wrote was refused; the ring
+        already logged it. Publish a ``vring_refused`` event, at most one per ring per
+        ``refused_interval`` (``count``: the refusals it stands for), so a remote that
+        refuses to stop cannot flood subscribers. Safe from any thread; never waits."""
+        now = time.monotonic()
+        with self._refused_lock:
+            last, pending = self._refused.get(where, (now - self.refused_interval - 1, 0))
+            pending += 1
+            if now - last < self.refused_interval:
+                self._refused[where] = (last, pending)
+                return
+            self._refused[where] = (now, 0)
+        self._emit(EventKind.VRING_REFUSED, detail=where, error=error, count=pending)
 
     def report_vring_broken(self, where: str, error: RprocError) -> None:
         """A virtio ring of this processor was broken by the remote (the kernel's ``BAD_RING``,

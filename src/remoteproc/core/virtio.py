@@ -371,6 +371,7 @@ class RprocVirtioDevice:
             use_event_idx=bool(self.features & (1 << bus.VIRTIO_RING_F_EVENT_IDX)),
         )
         vq.on_broken = lambda err: rproc.report_vring_broken(f"{rvdev.name} vring{vq_id}", err)
+        vq.on_refused = lambda err: rproc.report_vring_refused(f"{rvdev.name} vring{vq_id}", err)
         rvring.vq = vq
         # Where the ring really is, for the firmware to read once DRIVER_OK is set (§5.2).
         self._rsc().vring(vq_id).da = mem.da

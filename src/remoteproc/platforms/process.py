@@ -194,6 +194,8 @@ class ProcessPlatform(Closeable):
         self._kick_pending = False
         self._lock = threading.Lock()  # guards _sock/_reader swaps (leaf)
         self._closed = False
+        # prepare launched the remote for an attach that has not reached ops.attach yet
+        self._launched_for_attach = False
         # statistics
         self.kicks_sent = 0
         self.kick_bytes_received = 0
@@ -297,8 +299,11 @@ class ProcessPlatform(Closeable):
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 sock.close()
                 if self.command is not None and not self.remote_alive:
+                    code = self._reap()
                     raise RprocError(
-                        errno.ECONNREFUSED, f"remote exited before accepting on {self.socket_path}"
+                        errno.ECONNREFUSED,
+                        f"remote {self.command[0]} exited (status {code}) before accepting on "
+                        f"{self.socket_path}",
                     ) from None
                 if time.monotonic() >= deadline:
                     raise RprocError(
@@ -405,29 +410,56 @@ class ProcessPlatform(Closeable):
         self.shm = ShmFile(self.shm_name, self.layout.shm_size, create=False)
         return self.shm
 
-    def _prepare(self, rproc: Rproc) -> None:
-        self._ensure_connected()
-        try:
-            shm = self._map()
-        except RprocError:
-            self._disconnect()
-            raise
+    def _regions(self) -> list[tuple[str, int, int]]:
+        """The carveouts the host registers, checked against the shared file before anything
+        is launched or connected (a layout is static: a bad one is the caller's error)."""
         lay = self.layout
         regions = [
             (f"vdev0vring{i}", da, lay.vring_region) for i, da in enumerate(lay.vring_da)
         ] + [("vdev0buffer", lay.buf_pa, lay.buf_size)]
         for name, da, size in regions:
-            if da + size > lay.shm_size:
-                raise RprocError(errno.EINVAL, f"{name} at {da:#x} + {size:#x} is outside shm")
+            if da < 0 or size <= 0 or da + size > lay.shm_size:
+                raise RprocError(
+                    errno.EINVAL,
+                    f"{name} [{da:#x}, {da + size:#x}) is outside the shared memory "
+                    f"{shm_path(self.shm_name)} [0x0, {lay.shm_size:#x})",
+                )
+        return regions
+
+    def _prepare(self, rproc: Rproc) -> None:
+        regions = self._regions()
+        launched = self.command is not None and self._sock is None and not self.remote_alive
+        try:
+            self._ensure_connected()
+            shm = self._map()
+        except BaseException:
+            # The core does not unprepare after a failed prepare: undo it all here, including
+            # a remote launched for this attach (a launcher must not leave it behind).
+            self._disconnect()
+            if launched:
+                self._abandon_launch()
+            raise
+        # Until ops.attach runs, an unwinding attach must also stop what this one launched.
+        self._launched_for_attach = launched
+        for name, da, size in regions:
             if rproc.find_carveout_by_name(name) is None:
                 # pa == da == file offset: the remote reads descriptors as offsets.
                 rproc.add_carveout(MemEntry(name, da, size, va=shm.view[da : da + size], dma=da))
 
+    def _abandon_launch(self) -> None:
+        code = self.terminate_remote()
+        log.info("%s: attach failed: stopped the remote it launched (exit status %s)",
+                 self.name, code)
+
     def _unprepare(self, rproc: Rproc) -> None:
         self._disconnect()
+        if self._launched_for_attach:
+            self._launched_for_attach = False
+            self._abandon_launch()
 
     def _attach(self, rproc: Rproc) -> None:
         self.rproc = rproc
+        self._launched_for_attach = False  # attached: the remote now outlives a detach
         self._start_reader(rproc)
 
     def _detach(self, rproc: Rproc) -> None:
@@ -437,6 +469,7 @@ class ProcessPlatform(Closeable):
         # Only reached by recovery of the image we attached to: bring a remote back (ours, or
         # wait for whoever restarts it) and listen to it again.
         self.rproc = rproc
+        self._launched_for_attach = False  # a failed start is stopped by the core's own unwind
         self._start_reader(rproc)
 
     def _stop(self, rproc: Rproc) -> None:

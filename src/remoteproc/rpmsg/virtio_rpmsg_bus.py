@@ -625,6 +625,7 @@ class RpmsgBus:
         self.rx_errors += 1
         err = RprocError(code, message, vring=RX_VRING, index=idx, what="rx buffer")
         log.error("%s: %s", self.name, err)
+        self.rvq.refused(err)  # the processor publishes it (a vring_refused event)
 
     def _recv_single(self, idx: int, used_len: int) -> tuple[Endpoint, bytes, int] | None:
         """Check one used RX buffer; its endpoint, payload and source, or None if dropped."""

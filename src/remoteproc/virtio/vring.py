@@ -191,6 +191,9 @@ class _Ring:
         # Told once, with the error, when the peer breaks the ring (the owner makes it visible:
         # an event, a dead channel); called from whatever thread found it, under its locks.
         self.on_broken: Callable[[RprocError], None] | None = None
+        # Told of each element the peer wrote that was refused while the ring stays usable (the
+        # owner publishes it); same threads and locks as ``on_broken``.
+        self.on_refused: Callable[[RprocError], None] | None = None
         self.use_event_idx = False
         self._u16 = _U16(self.mem, byteorder)
         self._mask = num - 1
@@ -203,14 +206,24 @@ class _Ring:
         self._elem = struct.Struct(byteorder + VRING_USED_ELEM)
 
     # -- peer-facing error path: log, count, never raise ------------------------------------
-    def _bad(self, code: int, message: str, *, index: int | None, what: str) -> None:
+    def _bad(self, code: int, message: str, *, index: int | None, what: str,
+             refused: bool = True) -> None:
         err = RprocError(code, message, vring=self.index, index=index, what=what)
         self.errors += 1
         self.last_error = err
         log.error("%s: %s", self.name, err)
+        if refused:
+            self.refused(err)
+
+    def refused(self, err: RprocError) -> None:
+        """Report one refused element (also for what the ring's owner refuses in it, e.g. an
+        rpmsg header): the ``on_refused`` hook, if any."""
+        hook = self.on_refused
+        if hook is not None:
+            hook(err)
 
     def _break(self, message: str, *, index: int, what: str) -> None:
-        self._bad(errno.EIO, message, index=index, what=what)
+        self._bad(errno.EIO, message, index=index, what=what, refused=False)
         self.broken = True
         hook = self.on_broken
         if hook is not None and self.last_error is not None:

@@ -448,10 +448,17 @@ def parse_machine(text: str, source: str = "<string>", directory: str | Path = "
         raise d.fail("size", "must not be 0")
     if ddr_base + ddr_size > 1 << 32:
         raise d.fail("size", "the DDR window must end below 4 GiB")
+    ddr_end = ddr_base + ddr_size
     dma_base = d.int_("dma_base", default=ddr_base + ddr_size // 2, page=True)
-    dma_size = d.int_("dma_size", default=ddr_base + ddr_size - dma_base, page=True)
-    if dma_base < ddr_base or dma_base + dma_size > ddr_base + ddr_size or dma_size == 0:
-        raise d.fail("dma_base", "the DMA pool must be a non-empty part of the DDR window")
+    # Checked before the default size is derived from it: a base past the window would give
+    # a negative size, which passed the range check below (found by tools/fuzz.sh).
+    if not ddr_base <= dma_base < ddr_end:
+        raise d.fail("dma_base", f"the DMA pool at {dma_base:#x} is outside the DDR window "
+                     f"[{ddr_base:#x}, {ddr_end:#x})")
+    dma_size = d.int_("dma_size", default=ddr_end - dma_base, page=True)
+    if dma_size == 0 or dma_base + dma_size > ddr_end:
+        raise d.fail("dma_size", f"the DMA pool [{dma_base:#x}, {dma_base + dma_size:#x}) must "
+                     f"be a non-empty part of the DDR window [{ddr_base:#x}, {ddr_end:#x})")
 
     cores_raw = doc.get("core", [])
     if not isinstance(cores_raw, list) or not cores_raw:
@@ -459,8 +466,10 @@ def parse_machine(text: str, source: str = "<string>", directory: str | Path = "
     if len(cores_raw) > MAX_CORES:
         raise top.fail("core", f"{len(cores_raw)} processors, at most {MAX_CORES} "
                        "(NUM_RPROC_DEVICES: the remoteproc character devices have 64 minors)")
-    names = {c.get("name") for c in cores_raw if isinstance(c, dict)}
-    periphs = _parse_peripherals(top, doc, directory, {n for n in names if isinstance(n, str)})
+    # Only string names: a core's name may be any TOML value here (its own check comes later),
+    # and a list or table cannot go into a set.
+    names = {c["name"] for c in cores_raw if isinstance(c, dict) and isinstance(c.get("name"), str)}
+    periphs = _parse_peripherals(top, doc, directory, names)
     for p in periphs:
         if _overlaps((ddr_base, ddr_size), (p.base, p.size)):
             if doc.get("peripheral") is None:

@@ -80,6 +80,8 @@ class Hsem(Peripheral):
             raise ValueError("params.semaphores: 1 to 32")
         if not 1 <= cls.int_param(params, "core_id", 2) <= 15:
             raise ValueError("params.core_id: 1 to 15")
+        if cls.int_param(params, "irq", 125) >= 240:
+            raise ValueError("params.irq: an NVIC has IRQs 0-239")
 
     def reset(self, *, clear_retained: bool = False) -> None:
         """The emulated core restarts: its semaphores are freed and its interrupt block

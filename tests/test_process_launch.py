@@ -1,0 +1,199 @@
+"""Launch failures of the process platform (issue 13): no remote command, a command the kernel
+refuses to execute (ENOEXEC, EACCES), a remote that exits before accepting, one that never
+listens, and a layout whose regions lie outside the shared memory. Each attach fails with a
+clear error carrying the errno, the processor stays DETACHED, and nothing is left behind: child
+processes, open descriptors and threads are back at their baseline."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from test_process_platform import cleanup_names, echo_command, unique_names
+
+from remoteproc.core.host import Host
+from remoteproc.core.states import State
+from remoteproc.errors import RprocError
+from remoteproc.platforms.process import ProcessPlatform
+from remoteproc.transport.openamp_linux import DEFAULT_LAYOUT, ShmFile, ShmLayout
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def children() -> set[int]:
+    """Our live (or unreaped) child processes, from /proc."""
+    me = os.getpid()
+    out: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            out.add(int(entry))
+    return out
+
+
+@dataclass(frozen=True)
+class Counts:
+    children: frozenset[int]
+    fds: int
+    threads: int
+
+    @staticmethod
+    def now() -> Counts:
+        return Counts(frozenset(children()), len(os.listdir("/proc/self/fd")),
+                      threading.active_count())
+
+
+@pytest.fixture
+def baseline() -> Iterator[Counts]:
+    before = Counts.now()
+    yield before
+    # Threads end asynchronously (a reader joining, a daemon winding down): wait, bounded.
+    wait_until(lambda: Counts.now() == before, 10.0,
+               what=f"counts back at baseline {before} (now {Counts.now()})")
+
+
+@pytest.fixture
+def names() -> Iterator[tuple[str, str]]:
+    shm, sock = unique_names()
+    yield shm, sock
+    cleanup_names(shm, sock)
+
+
+@dataclass(frozen=True)
+class Failure:
+    errno: int
+    text: str
+
+
+def attach_fails(platform: ProcessPlatform) -> Failure:
+    """Attach (boot a DETACHED processor) and return the error's errno and text (not the error:
+    its traceback would keep views of the shared file, and so the mapping, alive); check the
+    processor and the platform are back where they were."""
+    host = Host([], panic_hook=False)
+    try:
+        rproc = platform.make_rproc(auto_boot=False, host=host)
+        try:
+            rproc.boot()
+        except RprocError as exc:
+            failure = Failure(exc.errno, str(exc))
+        else:
+            raise AssertionError("the attach succeeded")
+        assert rproc.state is State.DETACHED and rproc.power == 0
+        assert rproc.carveouts == [] and rproc.rvdevs == []
+        assert platform.process is None or not platform.remote_alive
+        assert platform._sock is None and platform._reader is None
+        return failure
+    finally:
+        host.close()
+        platform.close()
+
+
+def test_no_remote_command_and_no_remote(baseline: Counts, names: tuple[str, str]) -> None:
+    shm, sock = names
+    platform = ProcessPlatform("p", shm=shm, socket_path=sock, connect_timeout=0.2)
+    with pytest.raises(RprocError) as launch:
+        platform.launch()
+    assert launch.value.errno == errno.EINVAL
+    assert "no remote command to launch" in str(launch.value)
+    err = attach_fails(platform)
+    assert err.errno == errno.ETIMEDOUT
+    assert f"no remote listening on {sock}" in str(err)
+
+
+def test_a_file_of_the_wrong_format_gives_enoexec(baseline: Counts, names: tuple[str, str],
+                                                  tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-program"
+    bad.write_bytes(b"\x7fELF\x01\x01\x01garbage that no loader takes")
+    bad.chmod(0o755)
+    shm, sock = names
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=[str(bad)]))
+    assert err.errno == errno.ENOEXEC
+    assert "cannot launch remote" in str(err) and str(bad) in str(err)
+
+
+def test_a_file_that_is_not_executable_gives_eacces(baseline: Counts, names: tuple[str, str],
+                                                    tmp_path: Path) -> None:
+    script = tmp_path / "remote.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    shm, sock = names
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=[str(script)]))
+    assert err.errno == errno.EACCES
+    assert "cannot launch remote" in str(err) and str(script) in str(err)
+
+
+def test_a_missing_program_gives_enoent(baseline: Counts, names: tuple[str, str],
+                                        tmp_path: Path) -> None:
+    shm, sock = names
+    missing = str(tmp_path / "no-such-remote")
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=[missing]))
+    assert err.errno == errno.ENOENT and missing in str(err)
+
+
+def test_a_remote_that_exits_before_accepting(baseline: Counts, names: tuple[str, str]) -> None:
+    shm, sock = names
+    command = [sys.executable, "-c", "raise SystemExit(3)"]
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=command))
+    assert err.errno == errno.ECONNREFUSED
+    assert f"exited (status 3) before accepting on {sock}" in str(err)
+
+
+def test_a_remote_that_never_listens_is_stopped(baseline: Counts, names: tuple[str, str]) -> None:
+    """It runs but never accepts: the connect times out, and the launcher stops what it
+    launched instead of leaving it running."""
+    shm, sock = names
+    command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=command,
+                                       connect_timeout=0.3, stop_timeout=2.0))
+    assert err.errno == errno.ETIMEDOUT and sock in str(err)
+
+
+@pytest.mark.parametrize("layout", [
+    ShmLayout(buf_pa=0x70000),  # the pool runs past the end of the file
+    ShmLayout(vring_da=(0x4000, 0x7F000)),  # a ring past the end
+    ShmLayout(shm_size=0x8000),  # a file too small for the default regions
+], ids=["pool", "vring", "small-file"])
+def test_a_region_outside_the_shared_memory(baseline: Counts, names: tuple[str, str],
+                                            layout: ShmLayout) -> None:
+    """Refused before anything is launched or connected: the layout is the caller's error."""
+    shm, sock = names
+    remote = ShmFile(shm, DEFAULT_LAYOUT.shm_size, create=True)  # a file to find, anyway
+    try:
+        platform = ProcessPlatform("p", shm=shm, socket_path=sock, layout=layout,
+                                   command=echo_command(shm, sock))
+        err = attach_fails(platform)
+        assert err.errno == errno.EINVAL
+        assert "is outside the shared memory" in str(err) and shm in str(err)
+        assert platform.connects == 0 and platform.process is None
+    finally:
+        remote.close()
+
+
+def test_a_launched_remote_on_a_table_the_host_refuses_is_stopped(
+        baseline: Counts, names: tuple[str, str]) -> None:
+    """The remote runs and accepts, but its table is refused (handle_resources fails after
+    prepare): the attach unwinds and the launcher stops the remote it launched."""
+    shm, sock = names
+    # --bad-table makes no sense to the echo remote; give it a table version Linux refuses.
+    command = [sys.executable, "-c",
+               "import struct, sys; sys.argv[1:] = " + repr(["--shm", shm, "--socket", sock]) +
+               "\nfrom remoteproc.remotes import echo"
+               "\nbuild = echo.build_table"
+               "\necho.build_table = lambda *a, **k: struct.pack('<I', 2) + build(*a, **k)[4:]"
+               "\necho.main()"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    err = attach_fails(ProcessPlatform("p", shm=shm, socket_path=sock, command=command, env=env))
+    assert err.errno == errno.EINVAL and "ver 2" in str(err)
