@@ -3,13 +3,23 @@ runs it. ``RPROC_VENDOR_FW_DIR`` names a folder of vendor ELF images (built from
 sources on your machine, never committed: docs/virtual-soc.md "Vendor firmware" says which
 and how). Each image runs on the bundled machine whose memory map holds all of its PT_LOAD
 segments; the test boots it (``echo FW > firmware; echo start > state``), waits for its
-name-service announcement, checks that the unknown-access log of the boot is empty, and
-exchanges messages on every channel it announced:
+name-service announcements, checks that the unknown-access log of the boot is empty,
+exchanges messages on every channel it announced, then stops it (``echo stop > state``) and
+checks that it went offline without a crash.
 
-- ``rpmsg-tty`` (STM32Cube OpenAMP_TTY_echo): an echo over each ``/dev/ttyRPMSGn``;
+What a channel answers depends on the firmware family, recognised from the image
+(a Zephyr kernel carries ``z_cstart``; anything else is taken for STM32Cube):
+
+- ``rpmsg-tty``: STM32Cube OpenAMP_TTY_echo echoes the bytes as they are; Zephyr's
+  ``openamp_rsc_table`` answers ``TTY 0x<its address>: `` + the bytes + a NUL
+  (its sample's format), over each ``/dev/ttyRPMSGn``;
 - ``rpmsg-raw``: an echo over its ``/dev/rpmsgN``;
-- ``rpmsg-client-sample`` (STM32Cube OpenAMP_raw; Linux's rpmsg_client_sample peer): an
-  endpoint created through ``/dev/rpmsg_ctrlN`` gets ``hello world! 01`` back.
+- ``rpmsg-client-sample``: through an endpoint created with ``/dev/rpmsg_ctrlN``,
+  STM32Cube OpenAMP_raw answers ``hello world! 01`` (Linux's rpmsg_client_sample peer) and
+  Zephyr echoes the message.
+
+A Zephyr ``openamp_rsc_table`` image must announce both ``rpmsg-client-sample`` and
+``rpmsg-tty``.
 """
 
 from __future__ import annotations
@@ -59,18 +69,27 @@ def machine_for(image: Path) -> str | None:
     return None
 
 
+def is_zephyr(image: Path) -> bool:
+    """A Zephyr kernel: its C entry ``z_cstart`` is in the symbol table (vendors ship the
+    unstripped twin beside a stripped image, and the test images here are unstripped)."""
+    with open(image, "rb") as fh:
+        symtab = ELFFile(fh).get_section_by_name(".symtab")
+        return bool(symtab is not None and symtab.get_symbol_by_name("z_cstart"))
+
+
 def _rproc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "remoteproc.cli", "--root", str(root), *args],
                           capture_output=True, text=True, timeout=60)
 
 
-def _tty_echo(path: Path, msg: bytes) -> bytes:
+def _tty_echo(path: Path, msg: bytes, want: int) -> bytes:
+    """Write ``msg`` and read until ``want`` bytes came back (or 10 s passed)."""
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
         os.write(fd, msg)
         got = b""
         deadline = time.monotonic() + 10
-        while got != msg and time.monotonic() < deadline:
+        while len(got) < want and time.monotonic() < deadline:
             if select.select([fd], [], [], 0.5)[0]:
                 got += os.read(fd, 512)
         return got
@@ -96,33 +115,53 @@ def vendor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Rpr
 
 def test_vendor_image_announces_and_echoes(vendor: tuple[Rprocd, Path]) -> None:
     d, image = vendor
+    zephyr = is_zephyr(image)
     R = "$R/sys/class/remoteproc/remoteproc0"
     r = d.sh(f"echo {image.name} > {R}/firmware && echo start > {R}/state")
     assert r.returncode == 0, r.stderr + d.log()
 
-    def listing() -> dict[str, list[dict[str, object]]]:
+    def listing() -> list[dict[str, object]]:
         out = _rproc(d.root, "rpmsg", "list", "--json")
-        return json.loads(out.stdout) if out.returncode == 0 else {"channels": []}
+        return list(json.loads(out.stdout)["channels"]) if out.returncode == 0 else []
 
-    wait_until(lambda: any(c["name"] != "rpmsg_ns" for c in listing()["channels"]), 30,
-               f"{image.name}'s name-service announcement; log:\n{d.log()[-2000:]}")
+    def announced() -> list[str]:
+        return [str(c["name"]) for c in listing() if c["name"] != "rpmsg_ns"]
+
+    # Zephyr's sample announces two channels from two threads; wait for both
+    want = {"rpmsg-client-sample", "rpmsg-tty"} if zephyr else set()
+    wait_until(lambda: announced() and want <= set(announced()), 30,
+               f"{image.name}'s name-service announcements {sorted(want)}; "
+               f"log:\n{d.log()[-2000:]}")
     time.sleep(0.2)  # a second announcement may follow the first (two ttys)
-    names = [str(c["name"]) for c in listing()["channels"]]
+    chans = listing()
+    names = [str(c["name"]) for c in chans]
     assert "unmodelled" not in d.log(), d.log()
     checked = 0
-    for i, _ in enumerate(n for n in names if n == "rpmsg-tty"):
+    ttys = [c for c in chans if c["name"] == "rpmsg-tty"]
+    for i, c in enumerate(ttys):
         tty = d.root / f"dev/ttyRPMSG{i}"
         wait_until(tty.exists, 10, str(tty))
         msg = f"vendor tty {i}".encode()
-        assert _tty_echo(tty, msg) == msg
+        want_back = (f"TTY 0x{int(str(c['dst'])):04x}: ".encode() + msg + b"\0" if zephyr
+                     else msg)
+        assert _tty_echo(tty, msg, len(want_back)) == want_back
         checked += 1
     if "rpmsg-raw" in names:
         r = _rproc(d.root, "rpmsg", "send", "remoteproc0", "vendor raw")
         assert r.returncode == 0 and "vendor raw" in r.stdout, r.stderr
         checked += 1
-    for c in listing()["channels"]:
+    for c in chans:
         if c["name"] == "rpmsg-client-sample":
-            r = _rproc(d.root, "rpmsg", "send", "remoteproc0", "hi", "--dst", str(c["dst"]))
-            assert r.returncode == 0 and "hello world! 01" in r.stdout, r.stdout + r.stderr
+            # Zephyr copies the message into a 20-byte buffer: keep it shorter
+            msg, want_reply = ("zephyr cs", "zephyr cs") if zephyr else ("hi", "hello world! 01")
+            r = _rproc(d.root, "rpmsg", "send", "remoteproc0", msg, "--dst", str(c["dst"]))
+            assert r.returncode == 0 and want_reply in r.stdout, r.stdout + r.stderr
             checked += 1
     assert checked, f"{image.name}: no channel this test knows how to talk to: {names}"
+
+    r = d.sh(f"echo stop > {R}/state")
+    assert r.returncode == 0, r.stderr + d.log()
+    state = d.root / "sys/class/remoteproc/remoteproc0/state"
+    wait_until(lambda: state.read_text().strip() == "offline", 10, f"offline; {d.log()[-2000:]}")
+    log = d.log()
+    assert "crash" not in log.lower() and "fault" not in log.lower(), log[-3000:]
