@@ -28,10 +28,14 @@ the Architecture Reference Manuals' ``ExceptionEntry`` / ``ExceptionReturn`` pse
   group priority, then subpriority, then exception number wins.
 - When masks fall: ``cpsie``, ``msr primask/basepri/basepri_max/faultmask`` and ``isb`` are
   found in the core's memory when it starts (their Thumb encodings, aligned halfwords) and a
-  code hook on the instruction after each one takes a pending exception there, before that
-  instruction. A pend made by a register write (ICSR.PENDSVSET, NVIC_ISPR, STIR) is latched
-  without stopping the run (a stopped store is re-executed); if it can preempt at once, the
-  run is also stopped soon after (the scheduler), in case no such instruction follows.
+  hook on the instruction after each one takes a pending exception there, before that
+  instruction. unicorn ends its translation block after each of these instructions (as QEMU
+  does, so that a pending interrupt is seen), so the instruction after one always starts a
+  block and the hooks are block hooks: a code hook would be checked by unicorn at every
+  instruction of a counted run (SysTick), each one slowing the whole run. A pend made by a
+  register write (ICSR.PENDSVSET, NVIC_ISPR, STIR) is latched without stopping the run (a
+  stopped store is re-executed); if it can preempt at once, the run is also stopped soon after
+  (the scheduler), in case no such instruction follows.
 - Faults: an undefined instruction, an unmapped access or fetch, a bad EXC_RETURN ... set
   CFSR (and MMFAR/BFAR), then vector to MemManage/BusFault/UsageFault when SHCSR enables it and
   its priority can preempt, else escalate to HardFault (HFSR.FORCED). A fault the firmware
@@ -63,7 +67,7 @@ from typing import Any
 from unicorn import (
     UC_ARCH_ARM,
     UC_ERR_INSN_INVALID,
-    UC_HOOK_CODE,
+    UC_HOOK_BLOCK,
     UC_HOOK_INTR,
     UC_MODE_MCLASS,
     UC_MODE_THUMB,
@@ -262,8 +266,12 @@ class CortexM4(Core):
 
     def _install_hooks(self, uc: Uc) -> None:
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        # Block hooks, not code hooks: while a counted run (SysTick) is under way unicorn walks
+        # every code hook at every instruction, so each check point would slow all code (50
+        # points took a counted loop from ~250 to ~15 MIPS); a block hook costs only where a
+        # block starts at its address, and each check point starts a block (see above).
         for addr in sorted(self._check_points()):
-            uc.hook_add(UC_HOOK_CODE, self._on_check, None, addr, addr)
+            uc.hook_add(UC_HOOK_BLOCK, self._on_check, None, addr, addr)
 
     def _check_points(self) -> set[int]:
         """Addresses just after each instruction that may unmask a pending exception.
