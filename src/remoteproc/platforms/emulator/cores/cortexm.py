@@ -109,6 +109,7 @@ from remoteproc.platforms.emulator.cores.cpu import (
     _MMU_ERRORS,
     Core,
     Fault,
+    RegBatch,
     RunCounter,
     Uc,
     new_uc,
@@ -154,6 +155,8 @@ _STACKED = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_R
 _ENTRY_READS = (*_STACKED, UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _RETURN_READS = (UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _SP_SLOTS = (UC_ARM_REG_MSP, UC_ARM_REG_PSP)
+_PC = (UC_ARM_REG_PC,)
+_PC_XPSR = (UC_ARM_REG_PC, UC_ARM_REG_XPSR)
 _FP_REGS = (*(UC_ARM_REG_S0 + i for i in range(16)), UC_ARM_REG_FPSCR)
 _REGS = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4,
          UC_ARM_REG_R5, UC_ARM_REG_R6, UC_ARM_REG_R7, UC_ARM_REG_R8, UC_ARM_REG_R9,
@@ -265,6 +268,7 @@ class CortexM4(Core):
         uc.mmio_map(SCS_BASE, SCS_SIZE, self._scs_read, None, self._scs_write, None)
 
     def _install_hooks(self, uc: Uc) -> None:
+        self._rb = RegBatch(uc)  # exception entry and return move their registers in one call
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         # Block hooks, not code hooks: while a counted run (SysTick) is under way unicorn walks
         # every code hook at every instruction, so each check point would slow all code (50
@@ -319,7 +323,7 @@ class CortexM4(Core):
 
     def pc(self) -> int:
         assert self.uc is not None
-        return int(self.uc.reg_read(UC_ARM_REG_PC))
+        return self._rb.read(_PC)[0]
 
     def _begin(self) -> int:
         return self.pc() | 1
@@ -350,11 +354,11 @@ class CortexM4(Core):
         prio = 256
         for exc in s.active:
             prio = min(prio, self._group(self._raw_prio(exc)))
-        xpsr, control, basepri, primask, faultmask = _reads(uc, _MASKS)
+        xpsr, control, basepri, primask, faultmask = self._rb.read(_MASKS)
         if not xpsr & 0x1FF and control & 1:
             # Unprivileged thread mode reads the mask registers as 0: read them privileged.
             uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            basepri, primask, faultmask = _reads(uc, _MASKS[2:])
+            basepri, primask, faultmask = self._rb.read(_MASKS[2:])
             uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
         basepri &= _PRIO_MASK
         if basepri:
@@ -411,13 +415,13 @@ class CortexM4(Core):
             prio = min(prio, self._group(self._raw_prio(a)))
         # PRIMASK does not keep wfi asleep: ignore it (the other masks do).
         uc = self.uc
-        xpsr, control = _reads(uc, _MASKS[:2])
+        xpsr, control = self._rb.read(_MASKS[:2])
         if not xpsr & 0x1FF and control & 1:
             uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            basepri, faultmask = _reads(uc, (UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
+            basepri, faultmask = self._rb.read((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
             uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
         else:
-            basepri, faultmask = _reads(uc, (UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
+            basepri, faultmask = self._rb.read((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
         basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
@@ -594,13 +598,13 @@ class CortexM4(Core):
             return self._fault(HARDFAULT, VECTTBL, what, CrashType.FATAL_ERROR, None,
                                return_pc, hfsr=True)
         r0, r1, r2, r3, r12, lr, xpsr, control, msp, psp = (
-            int(v) for v in _reads(uc, _ENTRY_READS))
+            int(v) for v in self._rb.read(_ENTRY_READS))
         cur = xpsr & 0x1FF
         if not cur and control & 1:
             # Unprivileged thread mode reads MSP and PSP as 0: read QEMU's two stack slots
             # from (privileged) handler mode, where r13 is the one in use.
             uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            in_use, other = (int(v) for v in _reads(uc, _SP_SLOTS))
+            in_use, other = (int(v) for v in self._rb.read(_SP_SLOTS))
             uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
             msp, psp = (other, in_use) if control & 2 else (in_use, other)
         on_psp = cur == 0 and bool(control & 2)
@@ -615,7 +619,7 @@ class CortexM4(Core):
         stacked_xpsr = (xpsr & ~0x200) | (0x200 if sp & 4 else 0)
         stack[:32] = _BASIC.pack(r0, r1, r2, r3, r12, lr, return_pc & ~1, stacked_xpsr)
         if fp:
-            fregs = [int(v) for v in _reads(uc, _FP_REGS)]
+            fregs = [int(v) for v in self._rb.read(_FP_REGS)]
             stack[32:size] = struct.pack("<18I", *fregs, 0)
         if on_psp:
             psp = frame_sp
@@ -626,7 +630,7 @@ class CortexM4(Core):
                                     msp_only=not on_psp and not control & 0x6)
         writes.append((UC_ARM_REG_LR, self._exc_return_value(cur != 0, on_psp, fp)))
         writes.append((UC_ARM_REG_PC, handler | 1))
-        _writes(uc, writes)
+        self._rb.write(writes)
         s.pending &= ~(1 << exc)
         s.active.append(exc)
         s.active_mask |= 1 << exc
@@ -651,7 +655,7 @@ class CortexM4(Core):
         exc = s.active.pop()
         s.active_mask &= ~(1 << exc)
         self._fault_ctx.pop(exc, None)
-        control, msp, psp = (int(v) for v in _reads(uc, _RETURN_READS))
+        control, msp, psp = (int(v) for v in self._rb.read(_RETURN_READS))
         on_psp = to_thread and bool(excret & 4)
         fp = not excret & 0x10
         size = 0x68 if fp else 0x20
@@ -679,7 +683,7 @@ class CortexM4(Core):
                                      msp=msp, psp=psp,
                                      msp_only=not on_psp and new_control & 0x7 == control & 0x7)
         writes.append((UC_ARM_REG_PC, pc | 1))
-        _writes(uc, writes)
+        self._rb.write(writes)
         # Tail-chain: a pending exception that can preempt the context we return to.
         nxt = self._takeable(self.io.lines())
         if nxt:
@@ -790,9 +794,9 @@ class CortexM4(Core):
         # Every exception ends the run; the loop enters or returns with the CPU stopped. (The
         # pc written from inside a hook would continue the run, but unicorn then re-executes
         # the next MMIO access without the exactly-once records of cpu.py knowing.)
-        pc = int(uc.reg_read(UC_ARM_REG_PC))
+        pc, xpsr = self._rb.read(_PC_XPSR)
         if intno == _EXCP_EXIT:
-            pc |= (int(uc.reg_read(UC_ARM_REG_XPSR)) >> 24) & 1
+            pc |= (xpsr >> 24) & 1
         self._intr(intno, pc)
 
     def _stop_with(self, fault: Fault) -> None:
@@ -1066,18 +1070,6 @@ class CortexM33(CortexM4):
     CCR_RESET = 0x0000_0201  # STKALIGN, NONBASETHRDENA (RES1 in ARMv8-M)
     V8 = True
     DEFAULT_CLOCK_HZ = 400_000_000
-
-
-def _reads(uc: Uc, regs: tuple[int, ...]) -> tuple[int, ...]:
-    # One call per register: unicorn 2.1.4's Python reg_read_batch measured ~10x slower than
-    # the same reads one by one.
-    return tuple(int(uc.reg_read(r)) for r in regs)
-
-
-def _writes(uc: Uc, writes: list[tuple[int, int]]) -> None:
-    # In order, one call each: the batch call is no faster in unicorn 2.1.4's binding.
-    for reg, value in writes:
-        uc.reg_write(reg, value)
 
 
 def _merge(old: int, value: int, mask: int) -> int:
