@@ -20,8 +20,12 @@ the Architecture Reference Manuals' ``ExceptionEntry`` / ``ExceptionReturn`` pse
   interrupt 8 with the value in the pc. The frame is popped from the stack the value names,
   CONTROL.SPSEL/FPCA and IPSR are restored, FAULTMASK is cleared, and a pending exception that
   can now preempt is taken at once (tail-chaining).
-- Both happen inside unicorn's hooks without stopping the run (writing the pc from a hook
-  continues at the new pc), so a counted run (SysTick) stays exact and nothing is re-executed.
+- Both happen with the run stopped: the hook records the exception and ends ``emu_start``, the
+  loop enters or returns and resumes at the new pc (writing the pc from inside a hook would
+  continue the run, but unicorn would then repeat the next MMIO access behind the
+  exactly-once records' back). A counted run (SysTick) stays exact: the instructions it ran
+  are read back from unicorn's counter. The registers move in one C call per list
+  (``RegBatch``).
 - Priorities: NVIC_IPR (240 lines), SHPR1-3, AIRCR.PRIGROUP (group and subpriority), with
   ``PRIO_BITS`` (4) implemented bits. Preemption by group priority against the execution
   priority (active exceptions, PRIMASK, BASEPRI, FAULTMASK); among pending exceptions the lowest
