@@ -205,6 +205,9 @@ class RegBatch:
                 log.warning("unicorn's register batch calls not found: registers move one "
                             "binding call at a time (slower exceptions)")
         self._arrays: dict[tuple[int, ...], tuple[Any, Any, Any, int]] = {}
+        # The arrays are reused: a thread other than the core's (a crash report, a borrower)
+        # must not refill them while a call is using them.
+        self._lock = threading.Lock()
 
     def _prepared(self, regs: tuple[int, ...]) -> tuple[Any, Any, Any, int]:
         got = self._arrays.get(regs)
@@ -223,11 +226,12 @@ class RegBatch:
         lib = self._lib
         if lib is None:  # pragma: no cover
             return tuple(int(self._uc.reg_read(r)) for r in regs)
-        ids, vals, ptrs, n = self._prepared(regs)
-        err = lib.uc_reg_read_batch(self._uc._uch, ids, ptrs, n)
-        if err:
-            raise UcError(err)
-        return tuple(v & 0xFFFF_FFFF for v in vals)
+        with self._lock:
+            ids, vals, ptrs, n = self._prepared(regs)
+            err = lib.uc_reg_read_batch(self._uc._uch, ids, ptrs, n)
+            if err:
+                raise UcError(err)
+            return tuple(v & 0xFFFF_FFFF for v in vals)
 
     def write(self, writes: list[tuple[int, int]]) -> None:
         """In list order (as the one-by-one calls would): the order matters for the registers
@@ -237,12 +241,13 @@ class RegBatch:
             for reg, value in writes:
                 self._uc.reg_write(reg, value)
             return
-        ids, vals, ptrs, n = self._prepared(tuple(r for r, _ in writes))
-        for i, (_, value) in enumerate(writes):
-            vals[i] = value & 0xFFFF_FFFF
-        err = lib.uc_reg_write_batch(self._uc._uch, ids, ptrs, n)
-        if err:
-            raise UcError(err)
+        with self._lock:
+            ids, vals, ptrs, n = self._prepared(tuple(r for r, _ in writes))
+            for i, (_, value) in enumerate(writes):
+                vals[i] = value & 0xFFFF_FFFF
+            err = lib.uc_reg_write_batch(self._uc._uch, ids, ptrs, n)
+            if err:
+                raise UcError(err)
 
 
 def struct_unpack(fmt: str, raw: bytes, off: int) -> int:
