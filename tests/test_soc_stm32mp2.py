@@ -14,6 +14,7 @@ from test_emulator import FW_DIR, wait_until
 
 from remoteproc.core.host import Host
 from remoteproc.core.states import State
+from remoteproc.platforms.emulator.cores.cortexm import CortexM33
 from remoteproc.platforms.emulator.machine import bundled_machines, load_machine_spec
 from remoteproc.platforms.emulator.platform import EmulatorPlatform
 from remoteproc.rpmsg import registry
@@ -38,6 +39,8 @@ def test_m33_image_from_ddr_announces_echoes_and_acknowledges_shutdown(
     proc = plat["m33"]
     rproc.firmware = f"{name}-echo-m33.elf"
     rproc.boot()
+    # The part's own core, not an M4 stand-in: ARMv8-M EXC_RETURN values, its CPUID
+    assert isinstance(proc.core, CortexM33), type(proc.core)
 
     def bus():  # type: ignore[no-untyped-def]
         return next((b for b in registry.buses() if b.rproc is rproc), None)
