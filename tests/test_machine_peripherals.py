@@ -162,6 +162,29 @@ def test_gpio_bsrr_sets_and_resets_odr_and_idr_reads_outputs() -> None:
         assert plat["m4"].unknown_accesses == []
 
 
+def test_stm32mp2_gpio_has_its_rif_registers_and_mp1_gpio_does_not() -> None:
+    # STM32CubeMP2's resource manager reads a port's SECCFGR/PRIVCFGR/CIDCFGRn before it uses
+    # a pin (the STM32MP215F-DK LED on GPIOH): on an MP2 port they are registers, not unknown.
+    with _platform(MACHINES.joinpath("stm32mp215.toml").read_text()) as plat:
+        bus = plat["m33"].bus
+        gpioh = 0x442B_0000
+        assert [bus.read(gpioh + off) for off in (0x30, 0x34, 0x88, 0x90, 0xB0)] == [0] * 5
+        bus.write(gpioh + 0x88, 0x3)  # CIDCFGR7 (0x50 + 8 * 7)
+        assert bus.read(gpioh + 0x88) == 3 and bus.read(gpioh + 0x8C) == 0  # SEMCR7 apart
+        bus.write(gpioh + 0x18, 1 << 3)  # the port itself still works
+        assert bus.read(gpioh + 0x14) == 1 << 3
+        assert plat["m33"].unknown_accesses == []
+    with _platform(MACHINES.joinpath("stm32mp157.toml").read_text()) as plat:
+        plat["m4"].bus.read(0x5000_9000 + 0x30)
+        assert [a for a in plat["m4"].unknown_accesses if "GPIOH" in str(a)]
+
+
+def test_gpio_rif_param_must_be_a_boolean() -> None:
+    msg = _error(_machine("[[peripheral]]\nname = 'G'\nbase = 0x50009000\nsize = 0x400\n"
+                          "model = 'stm32-gpio'\nparams = { rif = 1 }\n"))
+    assert "params.rif" in msg and "true or false" in msg
+
+
 def test_line_of_a_field_inside_an_inline_array() -> None:
     text = _machine("[[peripheral]]\nname = 'R'\nbase = 0x50001000\nsize = 0x400\n"
                     "model = 'regfile'\nparams.registers = [\n"
