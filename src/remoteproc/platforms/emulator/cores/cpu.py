@@ -83,6 +83,7 @@ from unicorn import (
 from remoteproc.closing import Closeable
 from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
+from remoteproc.platforms.emulator.cores.regs import RegAccess
 from remoteproc.platforms.emulator.machine import CoreSpec
 from remoteproc.platforms.emulator.memory import AddressMap
 from remoteproc.platforms.emulator.peripherals.base import MmioFault
@@ -258,6 +259,7 @@ class Core(ABC, Closeable):
         self.on_fault = on_fault
         self.on_halt = on_halt
         self.uc: Uc | None = None
+        self.regs = RegAccess(None)
         self.state = CoreState.HALTED
         self.fault: Fault | None = None
         self._cv = threading.Condition()
@@ -342,6 +344,10 @@ class Core(ABC, Closeable):
     def _on_start(self) -> None:
         """Reset architecture state that lives outside the Uc (NVIC, active exceptions)."""
 
+    def _reg_bits(self) -> int:
+        """The width of the core's registers (``RegAccess``)."""
+        return 32
+
     def _budget(self) -> int:
         """Instructions the next run may execute (0: unlimited): up to the next tick."""
         return 0
@@ -367,6 +373,9 @@ class Core(ABC, Closeable):
         if self._thread is not None:
             self.stop()
         uc = self._new_uc()
+        # Used only by the thread that runs the core (its own or a borrower), or under _cv
+        # while nobody runs it: the same rule as the Uc's registers (its buffers are shared).
+        self.regs = RegAccess(uc, self._reg_bits())
         for r in self.amap:
             uc.mem_map_ptr(r.da, r.size, UC_PROT_ALL, r.host_addr)
         # The machine's peripherals (peripherals/bus.py); callbacks get the window's base.
