@@ -60,9 +60,9 @@ RTT_SAMPLES = int(os.environ.get("RPROC_BENCH_EMU_RTT_SAMPLES", "2000"))  # per 
 RTT_WARMUP = 200
 THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_EMU_MESSAGES", "20000"))  # per round
 THROUGHPUT_ROUNDS = 3
-# 1: a receiver about to block runs the kicked core itself (EmulatorPlatform.inline_kicks,
-# off by default); 0 (the default): the thread hand-off path.
-INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "0") != "0"
+# 1 (the default, as the platform's): a receiver about to block runs the kicked core itself
+# (EmulatorPlatform.inline_kicks); 0: every run on the core's thread (the hand-off path).
+INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "1") != "0"
 
 
 class Session(NamedTuple):
