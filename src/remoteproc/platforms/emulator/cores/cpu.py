@@ -711,16 +711,18 @@ class Core(ABC, Closeable):
                     self._gap_until = time.monotonic() + _GAP_S
             return result
 
-    def _settle_mmio(self, began: int) -> None:
-        """After a run: remember what the rolled-back instruction did, drop what completed."""
+    def _settle_mmio(self, began: int) -> bool:
+        """After a run: remember what the rolled-back instruction did, drop what completed.
+        Returns whether a stop was asked for during the run (it may be what ended it)."""
         with self._mmio_lock:
+            stopped = self._stop_pending
             self._stop_pending = False
             self._stop_wanted = False  # the run ended: whoever held back rechecks anyway
             self._gap_until = 0.0
             new, self._run_new = self._run_new, []
             answered, self._run_answered = self._run_answered, {}
             if not new and not self._replays:
-                return
+                return stopped
             pc = self.pc()
             for at in answered:
                 rec = self._replays.get(at)
@@ -746,6 +748,7 @@ class Core(ABC, Closeable):
                 # The run started at that pc and went past it without repeating the access
                 # (an IT block's stop landed later): nothing will repeat it.
                 del self._replays[began]
+            return stopped
 
     def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _ud: object) -> bool:
@@ -870,7 +873,7 @@ class Core(ABC, Closeable):
             self._in_emu = False
         self._ran(budget)
         ended_by_access = bool(self._run_new)
-        self._settle_mmio(began)
+        stopped = self._settle_mmio(began)
         if err is not None:
             # None: the architecture vectored it (a Cortex-M fault handler); the run goes on
             return self._fault_from_error(err)
@@ -885,7 +888,13 @@ class Core(ABC, Closeable):
                 return None
         if ended_by_access:  # stopped by its own MMIO access, not by a wfi before it
             return None
-        if self._after_wfi():
+        # A pc just past a wfi does not prove the wfi ran: a stop (a kick, a borrower's slice,
+        # a recheck) can end a run right after a branch over the wfi or an exception return
+        # to just past it (the SDK resumes an interrupted sleep window there). Taking that for
+        # a sleep lost the firmware's pending work until the next interrupt (a 15 s stall of
+        # the inline recv flood). When a stop was asked for, resume instead: if the wfi did
+        # run, that is a spurious wake-up, which wfi allows and firmware loops back from.
+        if not stopped and self._after_wfi():
             self.wfi_sleeps += 1
             with self._cv:
                 lines = self.io.lines()
