@@ -1,8 +1,11 @@
 """rpmsg figures through the emulated firmware: the host ``Rproc`` booting ``rpmsg-echo-m4.elf``
 on a unicorn Cortex-M4 of the virtual SoC, everything in this one process (the core runs on its
 own thread). A message goes: host ``send`` → TX vring → kick → mailbox FIFO → the core's
-interrupt → the firmware's rpmsg stack and echo callback → RX vring → ``TX_DATA`` MMIO → the
-platform's dispatcher thread → ``Rproc.vq_interrupt`` → the host bus → the endpoint.
+interrupt → the firmware's rpmsg stack and echo callback → RX vring → ``TX_DATA`` MMIO →
+``Rproc.vq_interrupt`` → the host bus → the endpoint. By default (``inline_kicks``) a ``recv``
+about to block runs the idle core itself and takes the reply on its own thread;
+``RPROC_BENCH_EMU_INLINE=0`` measures the hand-off path (the core's thread, then the
+platform's dispatcher thread).
 
 - ``rpmsg_emu_rtt_us_p50`` / ``rpmsg_emu_rtt_us_p99``: one message in flight on "rpmsg-raw"
   (send, then block in ``recv`` for its echo), timed with ``perf_counter_ns``; percentiles of all
@@ -20,7 +23,9 @@ platform's dispatcher thread → ``Rproc.vq_interrupt`` → the host bus → the
 
 Run ``python benchmarks/bench_rpmsg_emu.py`` to print every figure from one process.
 
-Where the time goes (1-byte round trip on the M4, p50 of the time since ``send`` was called,
+Where the time goes on the hand-off path (as measured before inline runs became the default
+and before the register calls went direct; docs/performance.md has the inline path's stages)
+(1-byte round trip on the M4, p50 of the time since ``send`` was called,
 measured by wrapping each stage; 2 shared host cores): host kick reaches the mailbox at ~6 us,
 the core thread is woken and starts its exception entry at ~30 us and ends it at ~60-90 us
 (stacking and ~13 unicorn register calls, 1.5-4.5 us each as every ctypes call gives up the
@@ -60,9 +65,9 @@ RTT_SAMPLES = int(os.environ.get("RPROC_BENCH_EMU_RTT_SAMPLES", "2000"))  # per 
 RTT_WARMUP = 200
 THROUGHPUT_MESSAGES = int(os.environ.get("RPROC_BENCH_EMU_MESSAGES", "20000"))  # per round
 THROUGHPUT_ROUNDS = 3
-# 1: a receiver about to block runs the kicked core itself (EmulatorPlatform.inline_kicks,
-# off by default); 0 (the default): the thread hand-off path.
-INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "0") != "0"
+# 1 (the default, as the platform's): a receiver about to block runs the kicked core itself
+# (EmulatorPlatform.inline_kicks); 0: every run on the core's thread (the hand-off path).
+INLINE = os.environ.get("RPROC_BENCH_EMU_INLINE", "1") != "0"
 
 
 class Session(NamedTuple):

@@ -337,7 +337,7 @@ def test_mask_check_points_are_block_hooks(run: Callable[..., Run],
 
 
 def test_register_batches_read_and_write_what_single_calls_do() -> None:
-    # RegBatch moves an exception's registers in one C call; it must agree with the binding's
+    # RegAccess moves an exception's registers in one C call; it must agree with the binding's
     # one-register calls, keep the list order (a later write wins), and carry 32-bit values.
     from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
     from unicorn.arm_const import (
@@ -348,15 +348,16 @@ def test_register_batches_read_and_write_what_single_calls_do() -> None:
         UC_ARM_REG_S3,
     )
 
-    from remoteproc.platforms.emulator.cores.cpu import RegBatch
+    from remoteproc.platforms.emulator.cores.regs import RegAccess
 
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-    rb = RegBatch(uc)
+    rb = RegAccess(uc)
+    assert rb.fast  # the C calls, not the fallback
     regs = (UC_ARM_REG_R0, UC_ARM_REG_R12, UC_ARM_REG_LR, UC_ARM_REG_S3, UC_ARM_REG_BASEPRI)
-    rb.write([(UC_ARM_REG_R0, 0x1234_5678), (UC_ARM_REG_R12, 0xFFFF_FFFF),
+    rb.writes([(UC_ARM_REG_R0, 0x1234_5678), (UC_ARM_REG_R12, 0xFFFF_FFFF),
               (UC_ARM_REG_LR, 0xFFFF_FFFD), (UC_ARM_REG_S3, 0x3F80_0000),
               (UC_ARM_REG_BASEPRI, 0x40), (UC_ARM_REG_R0, 0xCAFE_F00D)])
-    assert rb.read(regs) == tuple(int(uc.reg_read(r)) for r in regs)
-    assert rb.read(regs) == (0xCAFE_F00D, 0xFFFF_FFFF, 0xFFFF_FFFD, 0x3F80_0000, 0x40)
+    assert rb.reads(regs) == tuple(int(uc.reg_read(r)) for r in regs)
+    assert rb.reads(regs) == (0xCAFE_F00D, 0xFFFF_FFFF, 0xFFFF_FFFD, 0x3F80_0000, 0x40)
     uc.reg_write(UC_ARM_REG_R12, 7)  # the prepared arrays are refilled on every call
-    assert rb.read(regs)[1] == 7
+    assert rb.reads(regs)[1] == 7

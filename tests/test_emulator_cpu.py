@@ -143,6 +143,49 @@ def test_timer_interrupt_is_periodic(make: Callable[..., EmulatorPlatform], arch
     assert u32(plat, 0x2000_0004) == stopped
 
 
+# A program that never sleeps but spins at the address just past a wfi it branches over:
+# where the SDK's sleep window also resumes an interrupted sleep.
+_PAST_WFI_SRC = r"""
+.syntax unified
+.thumb
+.section .vectors,"a"
+.word 0x20001000
+.word _start+1
+.text
+.thumb_func
+.global _start
+_start:
+  b.n past
+  wfi
+past:
+  b.n past
+"""
+
+
+def test_a_stop_just_past_a_wfi_is_not_a_sleep() -> None:
+    """Every stop of the spinning core lands with its pc just past a wfi that never ran. The
+    core must keep running: taking that for a wfi sleep put a core with pending work to sleep
+    until the next interrupt (the inline recv flood's 15 s stall)."""
+    plat = EmulatorPlatform(parse_machine(machine_toml([CPU["m4"]])))
+    try:
+        plat["c0"].boot_preloaded("past-wfi", build("m4", _PAST_WFI_SRC))
+        core = plat["c0"].core
+        wait_until(lambda: core._entered_gen == core._gen and core._in_emu, what="core running")
+        first = core._entered_gen
+
+        def stop_again() -> bool:
+            core.irq_changed()  # no line rises: only a stop of the run, then the next run
+            return not core._sleeping and core.wfi_sleeps == 0
+
+        holds_for(stop_again, 0.3, "the spinning core running, never asleep")
+        # The window is only meaningful if stops really ended runs (each new run records the
+        # generation it started at).
+        assert core._entered_gen - first >= 5, core._entered_gen - first
+        assert core.state is CoreState.RUNNING
+    finally:
+        plat.close()
+
+
 def wait_fault(plat: EmulatorPlatform, core: str = "c0") -> None:
     wait_until(lambda: plat[core].core.state is CoreState.CRASHED)
     wait_until(lambda: bool(plat[core].crashes))

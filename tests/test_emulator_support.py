@@ -268,9 +268,11 @@ def _cache_dir() -> Path:
     return d
 
 
-def build(arch: str) -> bytes:
-    """The test program for ``"m4"``, ``"rv32"`` or ``"rv64"`` (built once, cached)."""
-    src = M4_SRC if arch == "m4" else RV_SRC
+def build(arch: str, src: str | None = None) -> bytes:
+    """The test program for ``"m4"``, ``"rv32"`` or ``"rv64"`` (built once, cached), or the
+    assembly ``src`` built the same way for that architecture."""
+    if src is None:
+        src = M4_SRC if arch == "m4" else RV_SRC
     digest = hashlib.sha256(src.encode()).hexdigest()[:12]
     out = _cache_dir() / f"prog-{arch}-{digest}.elf"
     if not out.exists():

@@ -214,6 +214,55 @@ def test_addresses() -> None:
             bus.create_ept(None, src=53)  # the name service has it
 
 
+def _race_the_count_in(pair: RpmsgPair) -> list[bool]:
+    """Make the remote catch up at the worst moment for a sender: right after the sender's
+    look at the TX ring found no buffer and before it counts itself in as a waiter. The remote
+    then takes every message, returns every buffer and its TX-done interrupt runs, which
+    wakes nobody (no waiter yet). Returns a list that holds True once that happened."""
+    bus = pair.bus
+    assert bus is not None
+    look = bus._get_a_tx_buf
+    raced: list[bool] = []
+
+    def racing_look() -> int | None:
+        idx = look()
+        if idx is None and not raced:
+            raced.append(True)
+            pair.resume_remote()  # delivered on this thread (sync mode): the interrupt too
+        return idx
+
+    bus._get_a_tx_buf = racing_look  # type: ignore[method-assign]
+    return raced
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["send", "send_many"])
+def test_buffers_returned_before_the_sender_waits_are_found(burst: bool) -> None:
+    """The lost wake-up behind the emulated flood's 15 s stall: a sender that found no TX
+    buffer must look at the ring again after counting itself in as a waiter, not sleep until
+    its timeout because the remote's TX-done interrupt came before it counted in."""
+    with _echo_pair() as pair:
+        bus = pair.bus
+        assert bus is not None
+        host = _host_ept(pair)
+        pair.pause_remote()
+        for i in range(256):
+            host.trysend(i.to_bytes(2, "little"))
+        raced = _race_the_count_in(pair)
+        t0 = time.monotonic()
+        if burst:
+            assert host.send_many([b"late", b"later"], timeout=3) == 2
+        else:
+            host.send(b"late", timeout=3)
+        took = time.monotonic() - t0
+        assert raced == [True]
+        assert took < 1.5, f"the sender slept {took:.1f} s on a buffer already returned"
+        for i in range(256):
+            assert host.recv(2) == i.to_bytes(2, "little")
+        assert host.recv(2) == b"late"
+        if burst:
+            assert host.recv(2) == b"later"
+
+
 def test_trysend_enomem_and_send_timeout() -> None:
     with _echo_pair() as pair:
         bus = pair.bus

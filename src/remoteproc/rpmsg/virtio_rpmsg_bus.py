@@ -491,15 +491,16 @@ class RpmsgBus:
                 poll()
 
     def _wait_tx_buf(self, timeout: float) -> int:
+        """Under ``_tx_cond``: wait for a TX buffer, as ``wait_event`` does in the kernel:
+        count in as a waiter, then look at the ring, then sleep. ``_xmit_done`` reads the
+        waiter count without the lock, so a look made before counting in may have missed
+        buffers whose interrupt woke nobody; looking again after counting in finds them.
+        (Sleeping first lost such a return until the timeout: the 15 s stall of the
+        emulated 1,000,000-message flood.)"""
         deadline = time.monotonic() + timeout
         self._tx_waiters += 1
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.error("%s: timeout waiting for a tx buffer", self.name)
-                    raise RprocError(ERESTARTSYS, "timeout waiting for a tx buffer")
-                self._tx_cond.wait(remaining)
                 if self._removing:
                     raise RprocError(errno.EPIPE, "rpmsg device removed")
                 if self.dead is not None:
@@ -507,6 +508,11 @@ class RpmsgBus:
                 idx = self._get_a_tx_buf()
                 if idx is not None:
                     return idx
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.error("%s: timeout waiting for a tx buffer", self.name)
+                    raise RprocError(ERESTARTSYS, "timeout waiting for a tx buffer")
+                self._tx_cond.wait(remaining)
         finally:
             self._tx_waiters -= 1
 

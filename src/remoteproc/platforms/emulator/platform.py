@@ -521,10 +521,12 @@ class EmulatorPlatform(Closeable):
         self.firmware_dirs = list(firmware_dirs or [])
         self.ddr = SharedDdr(spec.ddr_base, spec.ddr_size, dma_base=spec.dma_base,
                              dma_size=spec.dma_size)
-        # A receiver about to block runs the core its kick woke (EmulatedProcessor._poll).
-        # Off by default: a 1,000,000-message recv flood with it on stalled once (a lost
-        # wake-up not yet found; the bounded floods pass). See docs/virtual-soc.md.
-        self.inline_kicks = False
+        # A receiver about to block runs the core its kick woke (EmulatedProcessor._poll):
+        # no wake-up of the core's thread and none of the dispatcher for the reply. False
+        # keeps every run on the core's thread (the hand-off path). The 1,000,000-message
+        # recv flood that once stalled with it on was rpmsg's lost TX-buffer wake-up
+        # (virtio_rpmsg_bus._wait_tx_buf), since fixed. See docs/virtual-soc.md.
+        self.inline_kicks = True
         self.scheduler = Scheduler(f"{spec.name}-sched")
         self.dispatcher = Dispatcher(f"{spec.name}-irq")
         # The boot loader never writes into the host's DMA pool (bootloader.py).

@@ -25,7 +25,7 @@ the Architecture Reference Manuals' ``ExceptionEntry`` / ``ExceptionReturn`` pse
   continue the run, but unicorn would then repeat the next MMIO access behind the
   exactly-once records' back). A counted run (SysTick) stays exact: the instructions it ran
   are read back from unicorn's counter. The registers move in one C call per list
-  (``RegBatch``).
+  (``RegAccess``, cores/regs.py).
 - Priorities: NVIC_IPR (240 lines), SHPR1-3, AIRCR.PRIGROUP (group and subpriority), with
   ``PRIO_BITS`` (4) implemented bits. Preemption by group priority against the execution
   priority (active exceptions, PRIMASK, BASEPRI, FAULTMASK); among pending exceptions the lowest
@@ -113,7 +113,6 @@ from remoteproc.platforms.emulator.cores.cpu import (
     _MMU_ERRORS,
     Core,
     Fault,
-    RegBatch,
     RunCounter,
     Uc,
     new_uc,
@@ -153,19 +152,20 @@ ST_ENABLE, ST_TICKINT, ST_CLKSOURCE, ST_COUNTFLAG = 1, 2, 4, 1 << 16
 _BASIC = struct.Struct("<8I")
 _MASKS = (UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_BASEPRI, UC_ARM_REG_PRIMASK,
           UC_ARM_REG_FAULTMASK)
+_WAKE_MASKS = (UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK)
 _FP_WORDS = 18  # s0-s15, FPSCR, reserved
 _STACKED = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R12,
             UC_ARM_REG_LR)
 _ENTRY_READS = (*_STACKED, UC_ARM_REG_XPSR, UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _RETURN_READS = (UC_ARM_REG_CONTROL, UC_ARM_REG_MSP, UC_ARM_REG_PSP)
 _SP_SLOTS = (UC_ARM_REG_MSP, UC_ARM_REG_PSP)
-_PC = (UC_ARM_REG_PC,)
 _PC_XPSR = (UC_ARM_REG_PC, UC_ARM_REG_XPSR)
 _FP_REGS = (*(UC_ARM_REG_S0 + i for i in range(16)), UC_ARM_REG_FPSCR)
 _REGS = (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4,
          UC_ARM_REG_R5, UC_ARM_REG_R6, UC_ARM_REG_R7, UC_ARM_REG_R8, UC_ARM_REG_R9,
          UC_ARM_REG_R10, UC_ARM_REG_R11, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_LR,
          UC_ARM_REG_PC)
+_DUMP_REGS = (*_REGS, UC_ARM_REG_XPSR)
 
 # unicorn interrupt numbers (QEMU's EXCP_*) -> (exception, CFSR/HFSR bit, description).
 _EXCP = {
@@ -272,7 +272,6 @@ class CortexM4(Core):
         uc.mmio_map(SCS_BASE, SCS_SIZE, self._scs_read, None, self._scs_write, None)
 
     def _install_hooks(self, uc: Uc) -> None:
-        self._rb = RegBatch(uc)  # exception entry and return move their registers in one call
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         # Block hooks, not code hooks: while a counted run (SysTick) is under way unicorn walks
         # every code hook at every instruction, so each check point would slow all code (50
@@ -318,16 +317,16 @@ class CortexM4(Core):
         if sp == 0 or self.amap.translate((sp - 4) & 0xFFFF_FFFF, 4) is None:
             sram = self.amap.find("sram") or next(iter(self.amap))
             sp = sram.end
-        uc.reg_write(UC_ARM_REG_MSP, sp & ~3)
-        uc.reg_write(UC_ARM_REG_LR, 0xFFFF_FFFF)
-        uc.reg_write(UC_ARM_REG_PC, entry | 1)
+        self.regs.write(UC_ARM_REG_MSP, sp & ~3)
+        self.regs.write(UC_ARM_REG_LR, 0xFFFF_FFFF)
+        self.regs.write(UC_ARM_REG_PC, entry | 1)
         self._entry = entry
 
     # ---- small helpers -----------------------------------------------------------------------
 
     def pc(self) -> int:
         assert self.uc is not None
-        return self._rb.read(_PC)[0]
+        return self.regs.read(UC_ARM_REG_PC)
 
     def _begin(self) -> int:
         return self.pc() | 1
@@ -358,12 +357,12 @@ class CortexM4(Core):
         prio = 256
         for exc in s.active:
             prio = min(prio, self._group(self._raw_prio(exc)))
-        xpsr, control, basepri, primask, faultmask = self._rb.read(_MASKS)
+        xpsr, control, basepri, primask, faultmask = self.regs.reads(_MASKS)
         if not xpsr & 0x1FF and control & 1:
             # Unprivileged thread mode reads the mask registers as 0: read them privileged.
-            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            basepri, primask, faultmask = self._rb.read(_MASKS[2:])
-            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
+            self.regs.write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            basepri, primask, faultmask = self.regs.reads(_MASKS[2:])
+            self.regs.write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
         basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
@@ -418,14 +417,12 @@ class CortexM4(Core):
         for a in self.scs.active:
             prio = min(prio, self._group(self._raw_prio(a)))
         # PRIMASK does not keep wfi asleep: ignore it (the other masks do).
-        uc = self.uc
-        xpsr, control = self._rb.read(_MASKS[:2])
+        xpsr, control, basepri, faultmask = self.regs.reads(_WAKE_MASKS)
         if not xpsr & 0x1FF and control & 1:
-            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            basepri, faultmask = self._rb.read((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
-            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
-        else:
-            basepri, faultmask = self._rb.read((UC_ARM_REG_BASEPRI, UC_ARM_REG_FAULTMASK))
+            # Unprivileged thread mode reads the masks as 0: read them privileged.
+            self.regs.write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            basepri, faultmask = self.regs.reads(_WAKE_MASKS[2:])
+            self.regs.write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
         basepri &= _PRIO_MASK
         if basepri:
             prio = min(prio, self._group(basepri))
@@ -602,14 +599,14 @@ class CortexM4(Core):
             return self._fault(HARDFAULT, VECTTBL, what, CrashType.FATAL_ERROR, None,
                                return_pc, hfsr=True)
         r0, r1, r2, r3, r12, lr, xpsr, control, msp, psp = (
-            int(v) for v in self._rb.read(_ENTRY_READS))
+            int(v) for v in self.regs.reads(_ENTRY_READS))
         cur = xpsr & 0x1FF
         if not cur and control & 1:
             # Unprivileged thread mode reads MSP and PSP as 0: read QEMU's two stack slots
             # from (privileged) handler mode, where r13 is the one in use.
-            uc.reg_write(UC_ARM_REG_XPSR, (1 << 24) | 1)
-            in_use, other = (int(v) for v in self._rb.read(_SP_SLOTS))
-            uc.reg_write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
+            self.regs.write(UC_ARM_REG_XPSR, (1 << 24) | 1)
+            in_use, other = (int(v) for v in self.regs.reads(_SP_SLOTS))
+            self.regs.write(UC_ARM_REG_XPSR_NZCVQG, xpsr)
             msp, psp = (other, in_use) if control & 2 else (in_use, other)
         on_psp = cur == 0 and bool(control & 2)
         sp = psp if on_psp else msp
@@ -623,7 +620,7 @@ class CortexM4(Core):
         stacked_xpsr = (xpsr & ~0x200) | (0x200 if sp & 4 else 0)
         stack[:32] = _BASIC.pack(r0, r1, r2, r3, r12, lr, return_pc & ~1, stacked_xpsr)
         if fp:
-            fregs = [int(v) for v in self._rb.read(_FP_REGS)]
+            fregs = [int(v) for v in self.regs.reads(_FP_REGS)]
             stack[32:size] = struct.pack("<18I", *fregs, 0)
         if on_psp:
             psp = frame_sp
@@ -634,7 +631,7 @@ class CortexM4(Core):
                                     msp_only=not on_psp and not control & 0x6)
         writes.append((UC_ARM_REG_LR, self._exc_return_value(cur != 0, on_psp, fp)))
         writes.append((UC_ARM_REG_PC, handler | 1))
-        self._rb.write(writes)
+        self.regs.writes(writes)
         s.pending &= ~(1 << exc)
         s.active.append(exc)
         s.active_mask |= 1 << exc
@@ -659,7 +656,7 @@ class CortexM4(Core):
         exc = s.active.pop()
         s.active_mask &= ~(1 << exc)
         self._fault_ctx.pop(exc, None)
-        control, msp, psp = (int(v) for v in self._rb.read(_RETURN_READS))
+        control, msp, psp = (int(v) for v in self.regs.reads(_RETURN_READS))
         on_psp = to_thread and bool(excret & 4)
         fp = not excret & 0x10
         size = 0x68 if fp else 0x20
@@ -687,7 +684,7 @@ class CortexM4(Core):
                                      msp=msp, psp=psp,
                                      msp_only=not on_psp and new_control & 0x7 == control & 0x7)
         writes.append((UC_ARM_REG_PC, pc | 1))
-        self._rb.write(writes)
+        self.regs.writes(writes)
         # Tail-chain: a pending exception that can preempt the context we return to.
         nxt = self._takeable(self.io.lines())
         if nxt:
@@ -798,9 +795,11 @@ class CortexM4(Core):
         # Every exception ends the run; the loop enters or returns with the CPU stopped. (The
         # pc written from inside a hook would continue the run, but unicorn then re-executes
         # the next MMIO access without the exactly-once records of cpu.py knowing.)
-        pc, xpsr = self._rb.read(_PC_XPSR)
         if intno == _EXCP_EXIT:
+            pc, xpsr = self.regs.reads(_PC_XPSR)
             pc |= (xpsr >> 24) & 1
+        else:
+            pc = self.regs.read(UC_ARM_REG_PC)
         self._intr(intno, pc)
 
     def _stop_with(self, fault: Fault) -> None:
@@ -825,8 +824,9 @@ class CortexM4(Core):
     def read_regs(self) -> dict[str, int]:
         uc = self.uc
         assert uc is not None
-        regs = {f"r{i}": int(uc.reg_read(r)) for i, r in enumerate(_REGS)}
-        regs["cpsr"] = int(uc.reg_read(UC_ARM_REG_XPSR))
+        values = self.regs.reads(_DUMP_REGS)
+        regs = {f"r{i}": v for i, v in enumerate(values[:-1])}
+        regs["cpsr"] = values[-1]
         return regs
 
     # ---- the System Control Space ------------------------------------------------------------

@@ -83,6 +83,7 @@ from unicorn import (
 from remoteproc.closing import Closeable
 from remoteproc.core.states import CrashType
 from remoteproc.errors import RprocError
+from remoteproc.platforms.emulator.cores.regs import RegAccess
 from remoteproc.platforms.emulator.machine import CoreSpec
 from remoteproc.platforms.emulator.memory import AddressMap
 from remoteproc.platforms.emulator.peripherals.base import MmioFault
@@ -170,84 +171,6 @@ class RunCounter:
             return None
         counter = ctypes.c_size_t.from_address(base + cls._offset).value
         return min(int(counter), count)
-
-
-class RegBatch:
-    """Many registers of one ``Uc`` in one C call.
-
-    unicorn 2.1.4's Python ``reg_read``/``reg_write`` pick a ctypes type and build the argument
-    for every register (~2 us each; its ``reg_read_batch`` does the same per register, slower
-    still), and a Cortex-M exception entry plus return moves ~35 registers: at 1 kHz ticks
-    that was most of the Python time per tick. This calls the library's ``uc_reg_read_batch`` /
-    ``uc_reg_write_batch`` directly with arrays prepared once per register list (~1 us for a
-    list). Values are the 32-bit core registers (what the binding's default type carries for
-    them). If the binding does not expose its library handle as 2.1.4 does, every call falls
-    back to the binding's per-register calls (logged once).
-    """
-
-    _lib: Any = None
-    _probed = False
-
-    def __init__(self, uc: Any) -> None:
-        self._uc = uc
-        cls = type(self)
-        if not cls._probed:
-            cls._probed = True
-            try:
-                from unicorn.unicorn_py3 import unicorn as binding
-
-                lib = binding.uclib
-                if lib.uc_reg_read_batch and lib.uc_reg_write_batch:
-                    cls._lib = lib
-            except Exception:  # pragma: no cover - another binding layout
-                cls._lib = None
-            if cls._lib is None:  # pragma: no cover
-                log.warning("unicorn's register batch calls not found: registers move one "
-                            "binding call at a time (slower exceptions)")
-        self._arrays: dict[tuple[int, ...], tuple[Any, Any, Any, int]] = {}
-        # The arrays are reused: a thread other than the core's (a crash report, a borrower)
-        # must not refill them while a call is using them.
-        self._lock = threading.Lock()
-
-    def _prepared(self, regs: tuple[int, ...]) -> tuple[Any, Any, Any, int]:
-        got = self._arrays.get(regs)
-        if got is None:
-            import ctypes
-
-            n = len(regs)
-            ids = (ctypes.c_int * n)(*regs)
-            vals = (ctypes.c_uint64 * n)()
-            base = ctypes.addressof(vals)
-            ptrs = (ctypes.c_void_p * n)(*(base + 8 * i for i in range(n)))
-            got = self._arrays[regs] = (ids, vals, ptrs, n)
-        return got
-
-    def read(self, regs: tuple[int, ...]) -> tuple[int, ...]:
-        lib = self._lib
-        if lib is None:  # pragma: no cover
-            return tuple(int(self._uc.reg_read(r)) for r in regs)
-        with self._lock:
-            ids, vals, ptrs, n = self._prepared(regs)
-            err = lib.uc_reg_read_batch(self._uc._uch, ids, ptrs, n)
-            if err:
-                raise UcError(err)
-            return tuple(v & 0xFFFF_FFFF for v in vals)
-
-    def write(self, writes: list[tuple[int, int]]) -> None:
-        """In list order (as the one-by-one calls would): the order matters for the registers
-        whose meaning depends on the mode, such as MSP/PSP against CONTROL and xPSR."""
-        lib = self._lib
-        if lib is None:  # pragma: no cover
-            for reg, value in writes:
-                self._uc.reg_write(reg, value)
-            return
-        with self._lock:
-            ids, vals, ptrs, n = self._prepared(tuple(r for r, _ in writes))
-            for i, (_, value) in enumerate(writes):
-                vals[i] = value & 0xFFFF_FFFF
-            err = lib.uc_reg_write_batch(self._uc._uch, ids, ptrs, n)
-            if err:
-                raise UcError(err)
 
 
 def struct_unpack(fmt: str, raw: bytes, off: int) -> int:
@@ -352,6 +275,7 @@ class Core(ABC, Closeable):
         self.on_fault = on_fault
         self.on_halt = on_halt
         self.uc: Uc | None = None
+        self.regs = RegAccess(None)
         self.state = CoreState.HALTED
         self.fault: Fault | None = None
         self._cv = threading.Condition()
@@ -436,6 +360,10 @@ class Core(ABC, Closeable):
     def _on_start(self) -> None:
         """Reset architecture state that lives outside the Uc (NVIC, active exceptions)."""
 
+    def _reg_bits(self) -> int:
+        """The width of the core's registers (``RegAccess``)."""
+        return 32
+
     def _budget(self) -> int:
         """Instructions the next run may execute (0: unlimited): up to the next tick."""
         return 0
@@ -461,6 +389,9 @@ class Core(ABC, Closeable):
         if self._thread is not None:
             self.stop()
         uc = self._new_uc()
+        # Used only by the thread that runs the core (its own or a borrower), or under _cv
+        # while nobody runs it: the same rule as the Uc's registers (its buffers are shared).
+        self.regs = RegAccess(uc, self._reg_bits())
         for r in self.amap:
             uc.mem_map_ptr(r.da, r.size, UC_PROT_ALL, r.host_addr)
         # The machine's peripherals (peripherals/bus.py); callbacks get the window's base.
@@ -801,16 +732,18 @@ class Core(ABC, Closeable):
                     self._gap_until = time.monotonic() + _GAP_S
             return result
 
-    def _settle_mmio(self, began: int) -> None:
-        """After a run: remember what the rolled-back instruction did, drop what completed."""
+    def _settle_mmio(self, began: int) -> bool:
+        """After a run: remember what the rolled-back instruction did, drop what completed.
+        Returns whether a stop was asked for during the run (it may be what ended it)."""
         with self._mmio_lock:
+            stopped = self._stop_pending
             self._stop_pending = False
             self._stop_wanted = False  # the run ended: whoever held back rechecks anyway
             self._gap_until = 0.0
             new, self._run_new = self._run_new, []
             answered, self._run_answered = self._run_answered, {}
             if not new and not self._replays:
-                return
+                return stopped
             pc = self.pc()
             for at in answered:
                 rec = self._replays.get(at)
@@ -836,6 +769,7 @@ class Core(ABC, Closeable):
                 # The run started at that pc and went past it without repeating the access
                 # (an IT block's stop landed later): nothing will repeat it.
                 del self._replays[began]
+            return stopped
 
     def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _ud: object) -> bool:
@@ -960,7 +894,7 @@ class Core(ABC, Closeable):
             self._in_emu = False
         self._ran(budget)
         ended_by_access = bool(self._run_new)
-        self._settle_mmio(began)
+        stopped = self._settle_mmio(began)
         if err is not None:
             # None: the architecture vectored it (a Cortex-M fault handler); the run goes on
             return self._fault_from_error(err)
@@ -975,7 +909,13 @@ class Core(ABC, Closeable):
                 return None
         if ended_by_access:  # stopped by its own MMIO access, not by a wfi before it
             return None
-        if self._after_wfi():
+        # A pc just past a wfi does not prove the wfi ran: a stop (a kick, a borrower's slice,
+        # a recheck) can end a run right after a branch over the wfi or an exception return
+        # to just past it (the SDK resumes an interrupted sleep window there). Taking that for
+        # a sleep lost the firmware's pending work until the next interrupt (a 15 s stall of
+        # the inline recv flood). When a stop was asked for, resume instead: if the wfi did
+        # run, that is a spurious wake-up, which wfi allows and firmware loops back from.
+        if not stopped and self._after_wfi():
             self.wfi_sleeps += 1
             with self._cv:
                 lines = self.io.lines()

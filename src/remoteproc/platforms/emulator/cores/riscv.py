@@ -65,11 +65,14 @@ class RiscV(Core):
     def _irq_bit(self) -> int:
         return 1 << (self.spec.bits - 1)
 
+    def _reg_bits(self) -> int:
+        return int(self.spec.bits)
+
     def _install_hooks(self, uc: Uc) -> None:
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
-        self._intr(intno, uc.reg_read(UC_RISCV_REG_PC))
+        self._intr(intno, self.regs.read(UC_RISCV_REG_PC))
 
     def _reset_regs(self, uc: Uc, entry: int) -> None:
         sram = self.amap.find("sram") or next(iter(self.amap))
@@ -78,7 +81,7 @@ class RiscV(Core):
 
     def pc(self) -> int:
         assert self.uc is not None
-        return int(self.uc.reg_read(UC_RISCV_REG_PC))
+        return self.regs.read(UC_RISCV_REG_PC)
 
     def _begin(self) -> int:
         return self.pc()
@@ -96,34 +99,33 @@ class RiscV(Core):
 
     def _wakes(self, lines: int) -> bool:
         assert self.uc is not None
-        return bool(self._mip(lines) & self.uc.reg_read(UC_RISCV_REG_MIE))
+        return bool(self._mip(lines) & self.regs.read(UC_RISCV_REG_MIE))
 
     def _can_enter(self) -> bool:
         assert self.uc is not None
-        return bool(self.uc.reg_read(UC_RISCV_REG_MSTATUS) & _MSTATUS_MIE)
+        return bool(self.regs.read(UC_RISCV_REG_MSTATUS) & _MSTATUS_MIE)
 
     def _take_interrupt(self, lines: int) -> bool:
         uc = self.uc
         assert uc is not None
         if not lines:
             return False
-        pending = self._mip(lines) & uc.reg_read(UC_RISCV_REG_MIE)
+        pending = self._mip(lines) & self.regs.read(UC_RISCV_REG_MIE)
         if not pending:
             return False
-        mstatus = uc.reg_read(UC_RISCV_REG_MSTATUS)
+        mstatus = self.regs.read(UC_RISCV_REG_MSTATUS)
         if not mstatus & _MSTATUS_MIE:
             return False
         cause = 11 if pending & _MEIP else 7
         pc = self.pc()
         mstatus = (mstatus & ~(_MSTATUS_MIE | _MSTATUS_MPIE)) | _MSTATUS_MPIE | _MSTATUS_MPP
-        uc.reg_write(UC_RISCV_REG_MSTATUS, mstatus)
-        uc.reg_write(UC_RISCV_REG_MEPC, pc)
-        uc.reg_write(UC_RISCV_REG_MCAUSE, self._irq_bit | cause)
-        mtvec = uc.reg_read(UC_RISCV_REG_MTVEC)
+        self.regs.writes(((UC_RISCV_REG_MSTATUS, mstatus), (UC_RISCV_REG_MEPC, pc),
+                          (UC_RISCV_REG_MCAUSE, self._irq_bit | cause)))
+        mtvec = self.regs.read(UC_RISCV_REG_MTVEC)
         target = mtvec & ~3
         if mtvec & 3 == 1:
             target += 4 * cause
-        uc.reg_write(UC_RISCV_REG_PC, target)
+        self.regs.write(UC_RISCV_REG_PC, target)
         return True
 
     def _handle_trap(self, intno: int, pc: int) -> Fault | None:
