@@ -47,14 +47,22 @@ def children() -> set[int]:
 
 @dataclass(frozen=True)
 class Counts:
+    """What a test may leave behind: child processes, open descriptors, threads (by identity,
+    so what earlier tests' leftovers do meanwhile, e.g. a daemon thread ending, is no leak)."""
+
     children: frozenset[int]
-    fds: int
-    threads: int
+    fds: frozenset[str]
+    threads: frozenset[int]
 
     @staticmethod
     def now() -> Counts:
-        return Counts(frozenset(children()), len(os.listdir("/proc/self/fd")),
-                      threading.active_count())
+        return Counts(frozenset(children()), frozenset(os.listdir("/proc/self/fd")),
+                      frozenset(id(t) for t in threading.enumerate()))
+
+    def new_since(self, before: Counts) -> dict[str, set[object]]:
+        out = {"children": set(self.children - before.children),
+               "fds": set(self.fds - before.fds), "threads": set(self.threads - before.threads)}
+        return {k: v for k, v in out.items() if v}
 
 
 @pytest.fixture
@@ -67,9 +75,10 @@ def baseline() -> Iterator[Counts]:
         # of the shared file closes with the last view of it, which an error's traceback
         # cycle can hold until the collector runs.
         gc.collect()
-        return Counts.now() == before
+        return not Counts.now().new_since(before)
 
-    wait_until(back, 10.0, what=f"counts back at baseline {before} (now {Counts.now()})")
+    wait_until(back, 10.0, what="nothing left behind (new since the test began: "
+               f"{Counts.now().new_since(before)})")
 
 
 @pytest.fixture
