@@ -5,9 +5,9 @@ write into its rings as a hostile remote would, in step with its own indices).
 Each bad thing the remote writes is refused by the host with a log line naming the vring and
 the index, and published: a ``vring_refused`` event (the ring stays usable, the channel keeps
 echoing) or, for a used index that jumps, a ``vring_broken`` event (the channel is dead until a
-re-attach or a recovery, either of which brings it back). The events reach the in-process subscribers and the
-``rprocd/events`` file. No livelock: a flood of bad elements costs bounded CPU and at most one
-refusal event per ring per ``Rproc.refused_interval`` (1 s).
+re-attach or a recovery, either of which brings it back). The events reach the in-process
+subscribers and the ``rprocd/events`` file. No livelock: a flood of bad elements costs bounded
+CPU and at most one refusal event per ring per ``Rproc.refused_interval`` (1 s).
 
 The remote cannot make the host follow an address outside the shared memory or a descriptor
 loop: the host never reads its own descriptors back from the shared ring (private shadows, as
