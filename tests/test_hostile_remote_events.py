@@ -32,6 +32,7 @@ from test_process_platform import TIMEOUT, bus_of, cleanup_names, unique_names, 
 
 from remoteproc.abi.node import Request, lookup
 from remoteproc.abi.tree import AbiTree
+from remoteproc.client.events import ProcessorEvent
 from remoteproc.core.events import Event, EventKind, Subscription
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
@@ -234,6 +235,10 @@ def test_refusals_reach_the_event_file(rig: Rig) -> None:
         ev = next(d for d in lines if d["kind"] == "vring_refused")
         assert ev["detail"] == "vdev0 vring0" and ev["errno"] == errno.EIO
         assert "id 999 out of range" in str(ev["error"])
+        # what `rproc watch` prints for it
+        shown = ProcessorEvent.from_json(json.dumps(ev)).describe()
+        assert shown.startswith("vdev0 vring0: refused what the remote wrote: ") and \
+            "id 999 out of range" in shown
     finally:
         handle.release()
 
