@@ -5,9 +5,9 @@ write into its rings as a hostile remote would, in step with its own indices).
 Each bad thing the remote writes is refused by the host with a log line naming the vring and
 the index, and published: a ``vring_refused`` event (the ring stays usable, the channel keeps
 echoing) or, for a used index that jumps, a ``vring_broken`` event (the channel is dead until a
-re-attach, which brings it back). The events reach the in-process subscribers and the
-``rprocd/events`` file. No livelock: a flood of bad elements costs bounded CPU and at most one
-refusal event per ring per ``Rproc.refused_interval`` (1 s).
+re-attach or a recovery, either of which brings it back). The events reach the in-process
+subscribers and the ``rprocd/events`` file. No livelock: a flood of bad elements costs bounded
+CPU and at most one refusal event per ring per ``Rproc.refused_interval`` (1 s).
 
 The remote cannot make the host follow an address outside the shared memory or a descriptor
 loop: the host never reads its own descriptors back from the shared ring (private shadows, as
@@ -32,6 +32,7 @@ from test_process_platform import TIMEOUT, bus_of, cleanup_names, unique_names, 
 
 from remoteproc.abi.node import Request, lookup
 from remoteproc.abi.tree import AbiTree
+from remoteproc.client.events import ProcessorEvent
 from remoteproc.core.events import Event, EventKind, Subscription
 from remoteproc.core.host import Host
 from remoteproc.core.rproc import Rproc
@@ -244,6 +245,10 @@ def test_refusals_reach_the_event_file(rig: Rig) -> None:
         ev = next(d for d in lines if d["kind"] == "vring_refused")
         assert ev["detail"] == "vdev0 vring0" and ev["errno"] == errno.EIO
         assert "id 999 out of range" in str(ev["error"])
+        # what `rproc watch` prints for it
+        shown = ProcessorEvent.from_json(json.dumps(ev)).describe()
+        assert shown.startswith("vdev0 vring0: refused what the remote wrote: ") and \
+            "id 999 out of range" in shown
     finally:
         handle.release()
 
@@ -301,3 +306,23 @@ def test_used_index_jump_breaks_the_ring_visibly_and_reattach_restores(
     rig.rproc.detach()
     rig.rproc.boot()
     rig.echoes(b"back")
+
+
+def test_a_broken_ring_comes_back_through_recovery(rig: Rig) -> None:
+    """The other way back: a crash report (what a watchdog would raise) and the recovery that
+    follows rebuild the rings and the channel, with no re-attach by hand."""
+    with rig.remote.rpmsg._lock:
+        q = rig.tx()
+        used = struct.unpack_from("<H", q.mem, q.layout.used_idx)[0]
+        struct.pack_into("<H", q.mem, q.layout.used_idx, (used + 1000) & 0xFFFF)
+    rig.interrupt()
+    assert rig.next_event().kind is EventKind.VRING_BROKEN
+    done = rig.host.subscribe(kinds={EventKind.RECOVERY_DONE, EventKind.RECOVERY_FAILED})
+    try:
+        rig.rproc.report_crash()
+        ev = done.get(TIMEOUT)
+        assert ev is not None and ev.kind is EventKind.RECOVERY_DONE, ev
+    finally:
+        done.close()
+    assert rig.rproc.state is State.RUNNING
+    rig.echoes(b"recovered")

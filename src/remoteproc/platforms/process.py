@@ -448,7 +448,7 @@ class ProcessPlatform(Closeable):
 
     def _abandon_launch(self) -> None:
         code = self.terminate_remote()
-        log.info("%s: attach failed: stopped the remote it launched (exit status %s)",
+        log.info("%s: attach or start failed: stopped the remote it launched (exit status %s)",
                  self.name, code)
 
     def _unprepare(self, rproc: Rproc) -> None:
@@ -469,8 +469,17 @@ class ProcessPlatform(Closeable):
         # Only reached by recovery of the image we attached to: bring a remote back (ours, or
         # wait for whoever restarts it) and listen to it again.
         self.rproc = rproc
-        self._launched_for_attach = False  # a failed start is stopped by the core's own unwind
-        self._start_reader(rproc)
+        self._launched_for_attach = False
+        launched = self.command is not None and self._sock is None and not self.remote_alive
+        try:
+            self._start_reader(rproc)
+        except BaseException:
+            # A remote launched for this start that never accepted is stopped here: the
+            # core's unwind of a failed start does not call stop.
+            self._disconnect()
+            if launched:
+                self._abandon_launch()
+            raise
 
     def _stop(self, rproc: Rproc) -> None:
         self._disconnect()
