@@ -240,10 +240,18 @@ class _Ring:
             hook(self.last_error)
 
     def _r16(self, off: int) -> int:
+        h16 = self._h16
+        if h16 is not None:
+            native: int = h16[off >> 1]
+            return native
         value: int = self._u16.unpack_from(self.mem, off)[0]
         return value
 
     def _w16(self, off: int, value: int) -> None:
+        h16 = self._h16
+        if h16 is not None:
+            h16[off >> 1] = value & 0xFFFF
+            return
         self._u16.pack_into(self.mem, off, value & 0xFFFF)
 
 
@@ -410,8 +418,7 @@ class DriverQueue(_Ring):
 
     # -- taking buffers back -----------------------------------------------------------------
     def _used_idx(self) -> int:
-        value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
-        return value
+        return self._r16(self._used_idx_off)
 
     def more_used(self) -> bool:
         return not self.broken and self._used_idx() != self._last_used
@@ -601,7 +608,7 @@ class DriverQueue(_Ring):
         if self.broken:
             # The kernel reports a broken ring's interrupt as handled and does nothing.
             return True
-        if self._u16.unpack_from(self.mem, self._used_idx_off)[0] == self._last_used:
+        if self._r16(self._used_idx_off) == self._last_used:
             return False
         if self.callback is not None:
             try:
@@ -647,8 +654,7 @@ class DeviceQueue(_Ring):
         self.interrupts = 0
 
     def _avail_idx(self) -> int:
-        value: int = self._u16.unpack_from(self.mem, self._avail_idx_off)[0]
-        return value
+        return self._r16(self._avail_idx_off)
 
     def resume_from_ring(self) -> None:
         """Take the used index found in the ring as our own (0 for a ring the driver just
@@ -686,8 +692,10 @@ class DeviceQueue(_Ring):
         """
         lay = self.layout
         num = self.num
+        h16 = self._h16
+        idx_at = self._avail_idx_off >> 1
         while not self.broken:
-            avail_idx = self._avail_idx()  # read once
+            avail_idx = h16[idx_at] if h16 is not None else self._avail_idx()  # read once
             last = self._last_avail
             if avail_idx == last:
                 return None
@@ -700,7 +708,8 @@ class DeviceQueue(_Ring):
                     what="avail idx",
                 )
                 return None
-            head = self._r16(lay.avail_ring + 2 * (last & (num - 1)))
+            ring_at = lay.avail_ring + 2 * (last & (num - 1))
+            head = h16[ring_at >> 1] if h16 is not None else self._r16(ring_at)
             self._last_avail = (last + 1) & 0xFFFF
             if self.use_event_idx and self._notify_enabled:
                 self._w16(lay.avail_event, self._last_avail)
@@ -721,6 +730,12 @@ class DeviceQueue(_Ring):
         parts: list[tuple[memoryview, bool]] = []
         seen_write = False
         i = head
+        addr, length, flags, nxt = unpack(mem, VRING_DESC_SIZE * i)
+        if not flags & ~VRING_DESC_F_WRITE:
+            # The common chain (rpmsg's): one plain descriptor. Same checks, fewer steps.
+            view = self.pa_to_va(addr, length)
+            if view is not None and len(view) == length:
+                return [(view, bool(flags))]
         for _ in range(num):  # a chain longer than the table must contain a loop
             addr, length, flags, nxt = unpack(mem, VRING_DESC_SIZE * i)
             if flags & VRING_DESC_F_INDIRECT:
@@ -765,14 +780,24 @@ class DeviceQueue(_Ring):
             raise RprocError(errno.EINVAL, f"head {head} out of range", vring=self.index)
         if self.broken:
             return
-        lay = self.layout
         used = self._used_idx
-        self._elem.pack_into(
-            self.mem, lay.used_ring + VRING_USED_ELEM_SIZE * (used & (self.num - 1)), head, length
-        )
-        used = (used + 1) & 0xFFFF
+        used32 = self._used32
+        h16 = self._h16
+        if used32 is not None and h16 is not None:
+            # The element (two 32-bit stores), then the index that publishes it.
+            slot = 2 * (used & self._mask)
+            used32[slot] = head
+            used32[slot + 1] = length
+            used = (used + 1) & 0xFFFF
+            h16[self._used_idx_off >> 1] = used
+        else:
+            self._elem.pack_into(
+                self.mem, self._used_ring_off + VRING_USED_ELEM_SIZE * (used & self._mask),
+                head, length,
+            )
+            used = (used + 1) & 0xFFFF
+            self._u16.pack_into(self.mem, self._used_idx_off, used)
         self._used_idx = used
-        self._u16.pack_into(self.mem, lay.used_idx, used)
 
     # -- interrupting the driver -------------------------------------------------------------
     def need_notify(self) -> bool:
