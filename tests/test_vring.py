@@ -513,3 +513,42 @@ def test_model_random_interleavings(ops: list[str], event_idx: bool) -> None:
     outstanding = posted + [token for _head, token in popped]
     assert 8 - p.drv.num_free == sum(ndesc[t] for t in outstanding)
     assert p.drv.errors == 0 and p.dev.errors == 0
+
+
+@pytest.mark.parametrize("bo", ["<", ">"])
+def test_get_bufs_batch_across_the_ring_end(bo: str, caplog: pytest.LogCaptureFixture) -> None:
+    """get_bufs reads a batch of used elements at once (as words, in the machine's order, or
+    element by element for a foreign-endian ring): a batch that wraps past the end of the
+    ring comes back whole and in order, and an element with a lying length stops the batch
+    where the one-at-a-time path takes over (logged, token dropped, later ones still
+    returned)."""
+    p = Pair(num=8, bo=bo)
+    for n in range(6):  # move the indices to 6, so the next batch wraps
+        p.drv.add_outbuf(BUF_PA + 16 * n, 16, ("warm", n))
+        popped = p.dev.pop_avail()
+        assert popped is not None
+        p.dev.push_used(popped[0], 0)
+    assert len(p.drv.get_bufs()) == 6
+    for n in range(7):
+        p.drv.add_inbuf(BUF_PA + 64 * n, 64, n)
+    heads = []
+    for _ in range(7):
+        popped = p.dev.pop_avail()
+        assert popped is not None
+        heads.append(popped[0])
+    for n, head in enumerate(heads):
+        p.dev.push_used(head, 65 if n == 4 else n)  # element 4 claims more than its 64 bytes
+    with caplog.at_level(logging.ERROR, "remoteproc.virtio"):
+        got = p.drv.get_bufs()
+    assert got == [(n, n) for n in range(7) if n != 4]
+    assert "used len 65 exceeds buffer length 64" in caplog.text
+    assert p.drv.dropped == [4]
+    assert p.drv.num_free == 8 and not p.drv.more_used()
+    # a limit cuts a batch without losing the rest
+    for n in range(3):
+        p.drv.add_inbuf(BUF_PA + 64 * n, 64, n)
+        popped = p.dev.pop_avail()
+        assert popped is not None
+        p.dev.push_used(popped[0], 1)
+    assert p.drv.get_bufs(2) == [(0, 1), (1, 1)]
+    assert p.drv.get_bufs() == [(2, 1)]

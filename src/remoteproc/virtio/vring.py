@@ -204,6 +204,16 @@ class _Ring:
         self._used_idx_off = lay.used_idx
         self._desc = struct.Struct(byteorder + VRING_DESC)
         self._elem = struct.Struct(byteorder + VRING_USED_ELEM)
+        # Hot-path views in the machine's own byte order (None for a foreign-endian ring, which
+        # takes the struct/_U16 path): 16-bit indices and ring entries, and the used ring's
+        # (id, len) pairs as 32-bit words, so a batch of used elements is one slice and one
+        # tolist() instead of an unpack call and a tuple per element. The used ring sits 4 bytes
+        # past an ``align`` boundary, so it is word-aligned whenever ``align`` is.
+        native = not self._u16._swap
+        self._h16: memoryview | None = self._u16._h if native else None
+        self._used32: memoryview | None = None
+        if native and lay.used_ring % 4 == 0:
+            self._used32 = self.mem[lay.used_ring : lay.avail_event].cast("I")
 
     # -- peer-facing error path: log, count, never raise ------------------------------------
     def _bad(self, code: int, message: str, *, index: int | None, what: str,
@@ -230,10 +240,18 @@ class _Ring:
             hook(self.last_error)
 
     def _r16(self, off: int) -> int:
+        h16 = self._h16
+        if h16 is not None:
+            native: int = h16[off >> 1]
+            return native
         value: int = self._u16.unpack_from(self.mem, off)[0]
         return value
 
     def _w16(self, off: int, value: int) -> None:
+        h16 = self._h16
+        if h16 is not None:
+            h16[off >> 1] = value & 0xFFFF
+            return
         self._u16.pack_into(self.mem, off, value & 0xFFFF)
 
 
@@ -305,11 +323,18 @@ class DriverQueue(_Ring):
         self._chains[head] = (head,)
         self._lengths[head] = length
         avail = self._avail_idx
-        u16 = self._u16
-        u16.pack_into(mem, self._avail_ring_off + 2 * (avail & self._mask), head)
-        avail = (avail + 1) & 0xFFFF
+        h16 = self._h16
+        if h16 is not None:
+            # Entry first, then the index that publishes it (each one 16-bit store).
+            h16[(self._avail_ring_off >> 1) + (avail & self._mask)] = head
+            avail = (avail + 1) & 0xFFFF
+            h16[self._avail_idx_off >> 1] = avail
+        else:
+            u16 = self._u16
+            u16.pack_into(mem, self._avail_ring_off + 2 * (avail & self._mask), head)
+            avail = (avail + 1) & 0xFFFF
+            u16.pack_into(mem, self._avail_idx_off, avail)
         self._avail_idx = avail
-        u16.pack_into(mem, self._avail_idx_off, avail)
         self._in_flight += 1
         self._num_added += 1
 
@@ -393,8 +418,7 @@ class DriverQueue(_Ring):
 
     # -- taking buffers back -----------------------------------------------------------------
     def _used_idx(self) -> int:
-        value: int = self._u16.unpack_from(self.mem, self._used_idx_off)[0]
-        return value
+        return self._r16(self._used_idx_off)
 
     def more_used(self) -> bool:
         return not self.broken and self._used_idx() != self._last_used
@@ -458,24 +482,38 @@ class DriverQueue(_Ring):
             return [got] if (got := self.get_buf()) is not None else out  # breaks the ring
         if pending > limit:
             pending = limit
-        unpack = self._elem.unpack_from
-        mem = self.mem
-        ring_off = self._used_ring_off
+        if not pending:
+            return out
         mask = self._mask
         num = self.num
+        used32 = self._used32
+        if used32 is not None:
+            # The pending elements as one flat [id, len, id, len, ...] list (two slices when
+            # they wrap around the end of the ring).
+            start = last & mask
+            end = start + pending
+            if end <= num:
+                flat = used32[2 * start : 2 * end].tolist()
+            else:
+                flat = used32[2 * start :].tolist() + used32[: 2 * (end - num)].tolist()
+        else:
+            unpack = self._elem.unpack_from
+            mem = self.mem
+            ring_off = self._used_ring_off
+            flat = []
+            for k in range(pending):
+                flat.extend(unpack(mem, ring_off + VRING_USED_ELEM_SIZE * ((last + k) & mask)))
         tokens = self._tokens
         chains = self._chains
         lengths = self._lengths
         free = self._free
         event = self.use_event_idx and not self._avail_flags & VRING_AVAIL_F_NO_INTERRUPT
         bad = False
-        for _ in range(pending):
-            head, used_len = unpack(mem, ring_off + VRING_USED_ELEM_SIZE * (last & mask))
+        pairs = iter(flat)
+        for head, used_len in zip(pairs, pairs, strict=False):  # pairs of one list
             if head >= num or (token := tokens[head]) is None or used_len > lengths[head]:
                 bad = True  # the one-at-a-time path logs it and accounts for it, below
                 break
-            last = (last + 1) & 0xFFFF
-            self._last_used = last
             tokens[head] = None
             chain = chains[head]
             chains[head] = ()
@@ -483,8 +521,11 @@ class DriverQueue(_Ring):
                 free.append(head)
             else:
                 free.extend(reversed(chain))
-            self._in_flight -= 1
             out.append((token, used_len))
+        done = len(out)
+        last = (last + done) & 0xFFFF
+        self._last_used = last
+        self._in_flight -= done
         if event:
             self._w16(self.layout.used_event, last)
         if bad:
@@ -511,13 +552,17 @@ class DriverQueue(_Ring):
         ring_off = self._avail_ring_off
         mask = self._mask
         avail = self._avail_idx
+        h16 = self._h16
         for pa, length, token in bufs:
             head = free.pop()
             pack(mem, VRING_DESC_SIZE * head, pa, length, VRING_DESC_F_WRITE, 0)
             tokens[head] = token
             chains[head] = (head,)
             lengths[head] = length
-            u16.pack_into(mem, ring_off + 2 * (avail & mask), head)
+            if h16 is not None:
+                h16[(ring_off >> 1) + (avail & mask)] = head
+            else:
+                u16.pack_into(mem, ring_off + 2 * (avail & mask), head)
             avail = (avail + 1) & 0xFFFF
         self._avail_idx = avail
         u16.pack_into(mem, self._avail_idx_off, avail)
@@ -563,7 +608,7 @@ class DriverQueue(_Ring):
         if self.broken:
             # The kernel reports a broken ring's interrupt as handled and does nothing.
             return True
-        if self._u16.unpack_from(self.mem, self._used_idx_off)[0] == self._last_used:
+        if self._r16(self._used_idx_off) == self._last_used:
             return False
         if self.callback is not None:
             try:
@@ -609,8 +654,7 @@ class DeviceQueue(_Ring):
         self.interrupts = 0
 
     def _avail_idx(self) -> int:
-        value: int = self._u16.unpack_from(self.mem, self._avail_idx_off)[0]
-        return value
+        return self._r16(self._avail_idx_off)
 
     def resume_from_ring(self) -> None:
         """Take the used index found in the ring as our own (0 for a ring the driver just
@@ -648,8 +692,10 @@ class DeviceQueue(_Ring):
         """
         lay = self.layout
         num = self.num
+        h16 = self._h16
+        idx_at = self._avail_idx_off >> 1
         while not self.broken:
-            avail_idx = self._avail_idx()  # read once
+            avail_idx = h16[idx_at] if h16 is not None else self._avail_idx()  # read once
             last = self._last_avail
             if avail_idx == last:
                 return None
@@ -662,7 +708,8 @@ class DeviceQueue(_Ring):
                     what="avail idx",
                 )
                 return None
-            head = self._r16(lay.avail_ring + 2 * (last & (num - 1)))
+            ring_at = lay.avail_ring + 2 * (last & (num - 1))
+            head = h16[ring_at >> 1] if h16 is not None else self._r16(ring_at)
             self._last_avail = (last + 1) & 0xFFFF
             if self.use_event_idx and self._notify_enabled:
                 self._w16(lay.avail_event, self._last_avail)
@@ -683,6 +730,12 @@ class DeviceQueue(_Ring):
         parts: list[tuple[memoryview, bool]] = []
         seen_write = False
         i = head
+        addr, length, flags, nxt = unpack(mem, VRING_DESC_SIZE * i)
+        if not flags & ~VRING_DESC_F_WRITE:
+            # The common chain (rpmsg's): one plain descriptor. Same checks, fewer steps.
+            view = self.pa_to_va(addr, length)
+            if view is not None and len(view) == length:
+                return [(view, bool(flags))]
         for _ in range(num):  # a chain longer than the table must contain a loop
             addr, length, flags, nxt = unpack(mem, VRING_DESC_SIZE * i)
             if flags & VRING_DESC_F_INDIRECT:
@@ -727,14 +780,24 @@ class DeviceQueue(_Ring):
             raise RprocError(errno.EINVAL, f"head {head} out of range", vring=self.index)
         if self.broken:
             return
-        lay = self.layout
         used = self._used_idx
-        self._elem.pack_into(
-            self.mem, lay.used_ring + VRING_USED_ELEM_SIZE * (used & (self.num - 1)), head, length
-        )
-        used = (used + 1) & 0xFFFF
+        used32 = self._used32
+        h16 = self._h16
+        if used32 is not None and h16 is not None:
+            # The element (two 32-bit stores), then the index that publishes it.
+            slot = 2 * (used & self._mask)
+            used32[slot] = head
+            used32[slot + 1] = length
+            used = (used + 1) & 0xFFFF
+            h16[self._used_idx_off >> 1] = used
+        else:
+            self._elem.pack_into(
+                self.mem, self._used_ring_off + VRING_USED_ELEM_SIZE * (used & self._mask),
+                head, length,
+            )
+            used = (used + 1) & 0xFFFF
+            self._u16.pack_into(self.mem, self._used_idx_off, used)
         self._used_idx = used
-        self._u16.pack_into(self.mem, lay.used_idx, used)
 
     # -- interrupting the driver -------------------------------------------------------------
     def need_notify(self) -> bool:
