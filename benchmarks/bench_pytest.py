@@ -7,6 +7,8 @@ firmware, m4-early is attached, rv is offline), then echo one message on m4's ``
 and stop m4, interleaved with 30 empty tests. Each test's setup + call + teardown time is taken
 from its reports; the figure is the median of the machine tests minus the median of the empty
 ones. Target: <= 100 ms. (m4's start is the auto-boot the fixture waits for.)
+pytest_test_overhead_cpu_ms: the CPU time of one such machine test (no target: it shows
+progress when other tenants of the machine make wall times swing; see its docstring).
 
 pytest_xdist_speedup_2: the same 40 tests (10 each of: echo, a trace expectation, a crash
 followed by recovery and an echo, starting the RISC-V core and expecting its banner), run as
@@ -163,6 +165,22 @@ def pytest_test_overhead_ms() -> float:
     return round((statistics.median(machine) - statistics.median(empty)) * 1000, 1)
 
 
+def pytest_test_overhead_cpu_ms() -> float:
+    """CPU time (all threads of the pytest process: the test, the emulated cores, the FUSE
+    server) of one test of pytest_test_overhead_ms's kind, for a figure the other tenants of a
+    shared machine do not inflate as much as wall time: the same file run whole (30 machine
+    tests) and with only its first machine test, the difference over the 29 others. It
+    includes pytest's own per-test work (an empty test: ~1 ms)."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "test_overhead.py").write_text(_OVERHEAD_TESTS)
+        one = ("-k", "test_machine_00 or test_empty")
+        _pytest(tmp, "test_overhead.py", f"--basetemp={tmp / 'btw'}", *one)  # bytecode caches
+        _, base_cpu = _pytest(tmp, "test_overhead.py", f"--basetemp={tmp / 'bt1'}", *one)
+        _, all_cpu = _pytest(tmp, "test_overhead.py", f"--basetemp={tmp / 'bt30'}")
+    return round((all_cpu - base_cpu) / 29 * 1000, 1)
+
+
 def pytest_xdist_speedup_2() -> float:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -180,5 +198,6 @@ def pytest_xdist_speedup_2() -> float:
 
 BENCHMARKS = {
     "pytest_test_overhead_ms": pytest_test_overhead_ms,
+    "pytest_test_overhead_cpu_ms": pytest_test_overhead_cpu_ms,
     "pytest_xdist_speedup_2": pytest_xdist_speedup_2,
 }
