@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from target import CORE, CRASH_FW, ECHO_FW
 
 from remoteproc.client import RemoteProc, open_channel
+from remoteproc.errors import RprocError
 
 
 @pytest.mark.rproc(firmware={CORE: ECHO_FW})
@@ -34,7 +36,14 @@ def test_boot_trace(core: RemoteProc) -> None:
 def _crash(core: RemoteProc) -> None:
     with open_channel(core, "rpmsg-raw", timeout=30) as ep:
         ep.send(b"crash mmu")
-        assert ep.recv(timeout=10) == b"crashing: mmu"
+        try:
+            assert ep.recv(timeout=10) == b"crashing: mmu"
+        except RprocError as exc:
+            # The firmware crashes right after its reply: the recovery can remove the channel,
+            # and the reply queued on it, before this read (rpmsg_char: EPIPE once the endpoint
+            # is gone). That happens on a board as well; the crash itself is checked after.
+            if exc.errno != errno.EPIPE:
+                raise
 
 
 @pytest.mark.rproc(firmware={CORE: CRASH_FW})

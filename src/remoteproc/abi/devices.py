@@ -355,8 +355,9 @@ class DeviceModel:
         fp = self._fingerprint()
         with self._lock:
             cached = self._cached
-        if cached is not None and len(cached[0]) == len(fp) and \
-                all(a is b or a == b for a, b in zip(cached[0], fp, strict=True)):
+        # tuple == compares item by item, identity first (as ``a is b or a == b``), in C:
+        # this runs for every FUSE lookup under /sys, several per path component
+        if cached is not None and cached[0] == fp:
             return cached[1]
         snap = self._build()
         with self._lock:

@@ -420,14 +420,18 @@ class Mount:
                                         daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not (self._mounted() and self.ops.initialized.is_set()):
+        # Woken by ``init`` (libfuse calls it once mount(2) is done, so the mount is already
+        # in mountinfo then): no sleep in the path of every test's machine. The short wait
+        # only bounds how late a serving thread that died before ``init`` is noticed.
+        while not (self.ops.initialized.wait(0.05) and self._mounted()):
             if not self._thread.is_alive():
                 raise RprocError(errno.EIO, f"FUSE mount at {self.mountpoint} failed: "
                                  f"{self._error!r}")
             if time.monotonic() > deadline:
                 self.close()
                 raise RprocError(errno.ETIMEDOUT, f"FUSE mount at {self.mountpoint} timed out")
-            time.sleep(0.01)
+            if self.ops.initialized.is_set():
+                time.sleep(0.001)  # initialized but not listed yet: not expected, see above
         self._conn = os.minor(os.stat(self.mountpoint).st_dev)
 
     def _abort_connection(self) -> None:

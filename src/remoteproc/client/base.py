@@ -129,21 +129,48 @@ def _innermost_rproc(parts: tuple[str, ...]) -> str | None:
     return owner
 
 
+def _link_target(link: str) -> str | None:
+    """Where the symbolic link ``link`` points, resolved against the folder it is in, as text;
+    None when ``link`` is not a link. One readlink: sysfs links are relative and lead straight
+    to a device directory (no link in their way), so ``..`` can be folded textually. A full
+    ``realpath`` would lstat every prefix of every hop, and under a FUSE-served tree (rprocd)
+    each lstat is one round trip per path component: ~50 for one rpmsg device."""
+    try:
+        text = os.readlink(link)
+    except OSError:  # EINVAL: not a link; ENOENT: absent
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(link), text))
+
+
+def _owner_below(real: str, base: str) -> str | None:
+    rel = os.path.relpath(real, os.path.commonpath([real, base]))
+    return _innermost_rproc(Path(rel).parts)
+
+
 def owner_rproc(entry: Path) -> str | None:
     """The ``remoteprocN`` a sysfs device belongs to, or None when sysfs does not say.
 
     On a board a class entry (``/sys/class/rpmsg/rpmsg0``) or a bus entry is a link into
     ``/sys/devices/.../remoteprocN/...``, and a ``device`` link inside an entry
     (devcoredump's ``failing_device`` is such a link itself) leads there too. Both are
-    followed to their real path; only the part below the entry's own directory counts, so a
-    root that happens to contain "remoteproc0" in its name cannot fool it."""
+    followed to their target; only the part below the entry's own directory counts, so a
+    root that happens to contain "remoteproc0" in its name cannot fool it. The links are
+    read as text first (``_link_target``); only when that names no owner are they resolved
+    with ``realpath`` (a tree whose folders are themselves links)."""
+    parent = os.path.abspath(entry.parent)
+    # devcoredump's failing_device sits in a class entry that is itself a link
+    parent = _link_target(parent) or parent
+    entry_real = _link_target(os.path.join(parent, entry.name))
+    for target in (entry_real, _link_target(os.path.join(entry_real or str(entry), "device"))):
+        if target is not None:
+            owner = _owner_below(target, parent)
+            if owner is not None:
+                return owner
     base = os.path.realpath(entry.parent)
     for candidate in (entry, entry / "device"):
         if not os.path.islink(candidate):
             continue
-        real = os.path.realpath(candidate)
-        rel = os.path.relpath(real, os.path.commonpath([real, base]))
-        owner = _innermost_rproc(Path(rel).parts)
+        owner = _owner_below(os.path.realpath(candidate), base)
         if owner is not None:
             return owner
         # a relative link whose target is outside this tree (a fake tree, a moved copy):

@@ -151,8 +151,12 @@ class EndpointDevice:
                 "src": self.src, "dst": self.dst, "processor": self.owner}
 
 
-def endpoint_devices(root: AbiRoot, proc: RemoteProc | None = None) -> list[EndpointDevice]:
-    """Every ``rpmsgN`` (from ``sys/class/rpmsg``, or ``/dev`` when that class is absent)."""
+def endpoint_devices(root: AbiRoot, proc: RemoteProc | None = None, *,
+                     name: str | None = None) -> list[EndpointDevice]:
+    """Every ``rpmsgN`` (from ``sys/class/rpmsg``, or ``/dev`` when that class is absent), of
+    ``proc`` only when given (and ownership is known); with ``name``, only the devices sysfs
+    names so (the others' addresses are not read: over rprocd's FUSE mount every attribute is
+    a dozen round trips, and ``open_channel`` polls this)."""
     numbered = root.numbered(root.rpmsg_class_dir, "rpmsg")
     from_sysfs = bool(numbered)
     if not from_sysfs:
@@ -162,9 +166,12 @@ def endpoint_devices(root: AbiRoot, proc: RemoteProc | None = None) -> list[Endp
         owner = owner_rproc(path) if from_sysfs else None
         if proc is not None and owner not in (None, proc.dev_name):
             continue
+        dev_name = _read_text(path / "name") if from_sysfs else None
+        if name is not None and dev_name != name:
+            continue
         found.append(EndpointDevice(
             index=n,
-            name=_read_text(path / "name") if from_sysfs else None,
+            name=dev_name,
             src=_read_addr(path / "src") if from_sysfs else None,
             dst=_read_addr(path / "dst") if from_sysfs else None,
             dev=root.dev_dir / f"rpmsg{n}",
@@ -178,7 +185,7 @@ def channel_device(proc: RemoteProc, channel: str = "rpmsg-raw") -> EndpointDevi
 
     Devices whose processor sysfs does not name count as candidates; if that leaves more than
     one, the choice would be a guess, so ENOTUNIQ asks the caller to name the device."""
-    devs = [d for d in endpoint_devices(proc.root, proc) if d.name == channel]
+    devs = endpoint_devices(proc.root, proc, name=channel)
     mine = [d for d in devs if d.owner == proc.dev_name]
     if mine:
         return mine[0]

@@ -478,7 +478,7 @@ class RemoteProc:
     def wait_state(self, want: str | tuple[str, ...], timeout: float = 10.0) -> str:
         """Wait until the state is one of ``want``; ETIMEDOUT names the state it stayed in."""
         wanted = (want,) if isinstance(want, str) else want
-        with StateWatcher([self]) as watcher:
+        with StateWatcher([self], names=False) as watcher:
             return watcher.wait_for(self, wanted, timeout)
 
     # -- summary

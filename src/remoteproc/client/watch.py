@@ -43,19 +43,29 @@ class StateChange:
 
 
 class _Watched:
-    def __init__(self, proc: ProcessorFiles) -> None:
+    def __init__(self, proc: ProcessorFiles, names: bool = True) -> None:
         self.proc = proc
         self.path = proc.sysfs / "state"
-        try:
-            self.name = proc.name
-        except RprocError:
-            self.name = proc.dev_name
+        self._name: str | None = None
+        if names:  # now, while the files are there: a change to "gone" still names it
+            _ = self.name
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
             raise explain(exc, self.path, "watch") from None
         self.state = ""
         self.state = self.read()
+
+    @property
+    def name(self) -> str:
+        """The processor's name (read at most once: each sysfs read is a dozen FUSE round trips
+        under rprocd, and ``wait_state`` never needs it)."""
+        if self._name is None:
+            try:
+                self._name = self.proc.name
+            except RprocError:
+                self._name = self.proc.dev_name
+        return self._name
 
     def read(self) -> str:
         # the open descriptor may still read a removed file; os.path.exists is False also
@@ -87,11 +97,12 @@ class StateWatcher(Closeable):
 
     ``notifies``: does poll() wake on a change? None asks the root (True under rprocd).
     ``interval``: how often states are re-read when it does not (and at most how long a missed
-    wake-up can delay a report when it does).
+    wake-up can delay a report when it does). ``names=False``: the processors' names are read
+    only if a change is reported (for a caller that waits for a state and reports none).
     """
 
     def __init__(self, procs: Sequence[ProcessorFiles], *, interval: float = 0.2,
-                 notifies: bool | None = None) -> None:
+                 notifies: bool | None = None, names: bool = True) -> None:
         if not procs:
             raise RprocError(errno.ENODEV, "nothing to watch: no remote processor")
         self.notifies = (procs[0].root.state_change_notifies() if notifies is None
@@ -101,7 +112,7 @@ class StateWatcher(Closeable):
         self._watched: dict[int, _Watched] = {}
         try:
             for proc in procs:
-                w = _Watched(proc)
+                w = _Watched(proc, names)
                 self._watched[w.fd] = w
                 self._poll.register(w.fd, _EVENTS)
         except BaseException:

@@ -62,7 +62,12 @@ from remoteproc.platforms.emulator.peripherals.models import create
 from remoteproc.platforms.emulator.peripherals.svd import svd_names
 from remoteproc.platforms.emulator.peripherals.vsoc import CoreIo
 from remoteproc.platforms.emulator.scheduler import Dispatcher, Scheduler
-from remoteproc.platforms.emulator.symbolize import Symbolizer, disassemble, find_symbol_file
+from remoteproc.platforms.emulator.symbolize import (
+    Symbolizer,
+    disassemble,
+    find_symbol_file,
+    symbolizer_for,
+)
 
 if TYPE_CHECKING:
     from remoteproc.core.host import Host
@@ -193,11 +198,12 @@ class EmulatedProcessor(Closeable):
     def _quick_symbols(self) -> Symbolizer | None:
         # Function names only (no DWARF): this runs on the emulation thread, inside an access.
         if self._quick is None and self._image is not None:
-            self._quick = Symbolizer(self._symbol_image(), lines=False)
+            self._quick = symbolizer_for(self._symbol_image(), lines=False)
         return self._quick
 
     def _set_image(self, image: bytes, path: str | None = None) -> None:
-        # Symbols are parsed on the first crash, not at boot: DWARF parsing takes ~200 ms.
+        # Symbols are parsed on the first crash, not at boot (DWARF parsing takes 40-120 ms);
+        # symbolizer_for shares the parse with every machine that ran the same image.
         self._image = image
         self._image_path = path
         self._symbolizer = None
@@ -223,7 +229,7 @@ class EmulatedProcessor(Closeable):
     @property
     def symbolizer(self) -> Symbolizer | None:
         if self._symbolizer is None and self._image is not None:
-            self._symbolizer = Symbolizer(self._symbol_image())
+            self._symbolizer = symbolizer_for(self._symbol_image())
         return self._symbolizer
 
     # ---- host-side views -----------------------------------------------------------------------
