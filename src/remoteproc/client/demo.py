@@ -252,8 +252,13 @@ class Demo:
         traces = p.traces()
         if not traces:
             raise _Skip(f"{p.firmware} declares no trace buffer")
-        time.sleep(0.3)  # let the firmware write a few lines
+        # The firmware writes its trace as it runs: wait (with a deadline) for its first
+        # whole line rather than for a fixed time, which a loaded machine can outlast.
+        deadline = time.monotonic() + self.timeout
         text = p.trace(traces[0])
+        while "\n" not in text and time.monotonic() < deadline:
+            time.sleep(0.02)
+            text = p.trace(traces[0])
         st.detail = f"{p.name}: trace{traces[0]} holds {len(text.splitlines())} lines"
         st.lines += self._trace_tail(p, 5)
 
