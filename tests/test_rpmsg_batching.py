@@ -19,6 +19,7 @@ import pytest
 from test_process_platform import TIMEOUT, Pair
 
 from remoteproc.errors import RprocError
+from remoteproc.rpmsg.endpoint import Endpoint
 from remoteproc.rpmsg.virtio_rpmsg_bus import RpmsgBus
 from remoteproc.virtio.bus import VIRTIO_RING_F_EVENT_IDX
 
@@ -117,3 +118,26 @@ def test_send_many_checks_every_message_first_and_trysend_many_stops_at_no_buffe
         while seen < n:
             seen += len(ept.recv_many(64, TIMEOUT))
         assert seen == n
+
+
+class _NoBus:
+    name = "nobus"
+    tx_timeout = 1.0
+
+
+@pytest.mark.parametrize("queued", [3, 10, 200])
+def test_recvfrom_many_takes_in_order_whatever_is_queued(queued: int) -> None:
+    """All of a short queue, max_msgs of a longer one (what exceeds goes back in front of
+    later messages), and one at a time from a queue far longer than asked for: every way
+    keeps the order and loses nothing."""
+    ept = Endpoint(_NoBus(), 0x400)  # type: ignore[arg-type]
+    ept.deliver_many([(_msg(i), 0x35 + i) for i in range(queued)])
+    got: list[tuple[bytes, int]] = []
+    while len(got) < queued:
+        batch = ept.recvfrom_many(4, 0)
+        assert 1 <= len(batch) <= 4
+        got += batch
+    assert got == [(_msg(i), 0x35 + i) for i in range(queued)]
+    assert ept.pending() == 0
+    ept.deliver(_msg(7), 1)
+    assert ept.recv_many(4, 0) == [_msg(7)]

@@ -167,3 +167,39 @@ def test_get_bufs_limit_and_add_inbufs_publish_once() -> None:
     assert p.drv.get_bufs() == []
     p.drv.add_inbufs([(BUF_PA + 64 * i, 64, i) for i in range(8)])
     assert p.drv.num_free == 0
+
+
+@pytest.mark.parametrize("event_idx", [False, True])
+def test_driver_delayed_interrupt_waits_for_a_batch(event_idx: bool) -> None:
+    """``enable_cb_delayed(4)``: with event indices the device interrupts once, when the
+    fourth buffer comes back, not for each; without them every return still interrupts (the
+    flags cannot say "later"). ``num_used`` counts what is back and not yet taken."""
+    p = Pair(event_idx=event_idx)
+    for i in range(8):
+        p.drv.add_outbuf(BUF_PA + 64 * i, 16, i)
+    assert p.drv.in_flight == 8
+    assert p.drv.enable_cb_delayed(4) is True  # nothing back yet: wait for the interrupt
+    irqs = []
+    for _ in range(4):
+        _used(p, 1)
+        irqs.append(p.dev.notify())
+    assert irqs == ([False, False, False, True] if event_idx else [True] * 4)
+    assert p.drv.num_used() == 4
+    assert [t for t, _ in p.drv.get_bufs()] == [0, 1, 2, 3]
+    assert p.drv.num_used() == 0 and p.drv.in_flight == 4
+
+
+@pytest.mark.parametrize("event_idx", [False, True])
+def test_driver_delayed_interrupt_rechecks_returns_made_before_it(event_idx: bool) -> None:
+    """The device returns the whole batch before the driver re-arms (no interrupt asked for
+    past the old event): ``enable_cb_delayed`` must report it (False), not leave the driver
+    waiting for an interrupt that already went by."""
+    p = Pair(event_idx=event_idx)
+    for i in range(4):
+        p.drv.add_outbuf(BUF_PA + 64 * i, 16, i)
+    _used(p, 3)
+    assert p.drv.enable_cb_delayed(3) is False
+    assert p.drv.enable_cb_delayed(4) is True
+    _used(p, 1)
+    assert p.dev.notify() is True
+    assert len(p.drv.get_bufs()) == 4

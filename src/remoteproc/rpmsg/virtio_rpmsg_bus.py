@@ -111,6 +111,9 @@ class RpmsgBus:
         self._rx_lock = threading.RLock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
+        # The fewest TX buffers a waiting sender asked for: ``_xmit_done`` wakes the waiters
+        # once that many are back (a ``send`` asks for 1, a ``send_many`` burst for more).
+        self._tx_want = 1
         self._tx_ready_cbs: list[Callable[[], None]] = []
         self._endpoints: dict[int, Endpoint] = {}
         self._channels: list[Channel] = []
@@ -476,7 +479,9 @@ class RpmsgBus:
             with self._tx_cond:
                 if self._removing:
                     raise RprocError(errno.EPIPE, "rpmsg device removed")
-                idx = self._wait_tx_buf(deadline - time.monotonic())
+                # Wake for a batch of returns, not each one: the burst needs them all.
+                want = min(total - sent, max(1, self.num_bufs // 8))
+                idx = self._wait_tx_buf(deadline - time.monotonic(), want)
                 # Put it back for the filling loop above to take first.
                 self._tx_spare.append(idx)
         return sent
@@ -490,14 +495,17 @@ class RpmsgBus:
             if poll is not None:
                 poll()
 
-    def _wait_tx_buf(self, timeout: float) -> int:
+    def _wait_tx_buf(self, timeout: float, want: int = 1) -> int:
         """Under ``_tx_cond``: wait for a TX buffer, as ``wait_event`` does in the kernel:
         count in as a waiter, then look at the ring, then sleep. ``_xmit_done`` reads the
         waiter count without the lock, so a look made before counting in may have missed
         buffers whose interrupt woke nobody; looking again after counting in finds them.
         (Sleeping first lost such a return until the timeout: the 15 s stall of the
-        emulated 1,000,000-message flood.)"""
+        emulated 1,000,000-message flood.) ``want``: wake when that many buffers are back
+        (or all in flight are), for a burst that needs them anyway."""
         deadline = time.monotonic() + timeout
+        # Counted in with its want before the look below: _xmit_done reads both.
+        self._tx_want = want if not self._tx_waiters else min(want, self._tx_want)
         self._tx_waiters += 1
         try:
             while True:
@@ -526,13 +534,27 @@ class RpmsgBus:
                 return
         callback()
 
+    def _tx_enough(self, svq: DriverQueue) -> bool:
+        """Under ``_tx_cond``, a sender waiting: are enough TX buffers back to wake it? Enough
+        is what the waiters asked for (``_tx_want``), or every buffer in flight. Otherwise the
+        interrupt is re-armed for when that many are back (with event indices the remote then
+        stays quiet until it is; without, each return interrupts and is counted again here),
+        so one wake-up serves a batch of returns instead of one per pass."""
+        target = min(self._tx_want, svq.in_flight)
+        if svq.num_used() + len(self._tx_spare) >= target:
+            return True
+        # Re-checked after re-arming: returns made before our new event was seen may have
+        # interrupted nobody.
+        return not svq.enable_cb_delayed(target - len(self._tx_spare))
+
     def _xmit_done(self, svq: DriverQueue) -> None:
         """``rpmsg_xmit_done``: the remote gave TX buffers back; wake blocked senders."""
         # Unlocked reads: a sender counts itself in (a poller registers) before it last looks
         # at the ring, so either we see it here or it sees the buffer the remote just returned.
         if self._tx_waiters or self._tx_ready_cbs:
             with self._tx_cond:
-                self._tx_cond.notify_all()
+                if self._tx_waiters and self._tx_enough(svq):
+                    self._tx_cond.notify_all()
                 cbs, self._tx_ready_cbs = self._tx_ready_cbs, []
             for cb in cbs:
                 try:

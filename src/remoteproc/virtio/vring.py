@@ -300,6 +300,11 @@ class DriverQueue(_Ring):
     def num_free(self) -> int:
         return len(self._free)
 
+    @property
+    def in_flight(self) -> int:
+        """Buffers given to the device and not yet taken back."""
+        return self._in_flight
+
     def add_inbuf(self, pa: int, length: int, token: Any) -> None:
         """One device-writable buffer (``virtqueue_add_inbuf`` with a single sg entry)."""
         self._add_one(pa, length, VRING_DESC_F_WRITE, token)
@@ -602,6 +607,27 @@ class DriverQueue(_Ring):
             self._w16(self.layout.used_event, self._last_used)
         _full_barrier()  # our flags, before the used index we re-check
         return not self.more_used()
+
+    def num_used(self) -> int:
+        """Used buffers returned and not yet taken back (0 on a broken ring)."""
+        if self.broken:
+            return 0
+        return (self._r16(self._used_idx_off) - self._last_used) & 0xFFFF
+
+    def enable_cb_delayed(self, count: int) -> bool:
+        """Like ``virtqueue_enable_cb_delayed`` with the threshold given: interrupts on, and
+        with event indices the next one only once ``count`` buffers are pending (without,
+        every return interrupts, as the device decides). False when ``count`` are already
+        pending (take them now: that interrupt may have been suppressed)."""
+        if self._avail_flags & VRING_AVAIL_F_NO_INTERRUPT:
+            self._avail_flags &= ~VRING_AVAIL_F_NO_INTERRUPT
+            if not self.use_event_idx:
+                self._w16(self.layout.avail_flags, self._avail_flags)
+        if self.use_event_idx:
+            # The device interrupts when its used index moves past used_event.
+            self._w16(self.layout.used_event, self._last_used + max(count, 1) - 1)
+        _full_barrier()  # our event, before the used index we re-check
+        return self.num_used() < count
 
     def interrupt(self) -> bool:
         """``vring_interrupt``: False (IRQ_NONE) if nothing new was used, else run the callback."""
