@@ -207,10 +207,11 @@ _MMU_ERRORS = {
 }
 _RECHECK_S = 0.002
 # How long other threads hold back a stop while the instruction that made a side-effecting MMIO
-# access completes (a few instructions of C; the bound only matters if the OS parks the core's
-# thread right there, or if the firmware makes no MMIO access for that long afterwards: the
-# stop is then that much late).
-_GAP_S = 0.005  # seconds of the running thread's CPU time (see _gap_hold)
+# access completes, in CPU time of the thread running the core (_gap_hold): completing takes a
+# few microseconds of C; the bound matters only if the firmware makes no MMIO access for that
+# long afterwards (the stop is then that much late). Time the OS parks the thread does not
+# count: a stop landing then would roll the access back and repeat it.
+_GAP_S = 0.005
 _REPLAYS_KEPT = 8
 # How long a kicking thread may run a borrowed core (run_inline) before the core's own thread
 # takes it back: a reply takes microseconds; firmware that computes must not hold the caller.
