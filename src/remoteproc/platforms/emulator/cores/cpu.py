@@ -31,9 +31,13 @@ Threads and locks:
     with the pc unicorn rolled back to; on resume the same access from that pc is answered
     from the record (a write is dropped, a read returns what it returned) instead of reaching
     the device again;
-  - otherwise other threads hold back their stops (``_gap_until``) until the core's next MMIO
-    access or the end of the run, at most ``_GAP_S``: the instruction completes without a
-    rollback. A stop held back is taken at that next access (``_stop_wanted``).
+  - otherwise other threads hold back their stops (``_gap``) until the core's next MMIO
+    access or the end of the run, at most ``_GAP_S`` of the running thread's CPU time: the
+    instruction completes without a rollback. A stop held back is taken at that next access
+    (``_stop_wanted``). The bound is CPU time, not wall time: on a loaded host the OS parks
+    the core's thread between its callback and unicorn's check for longer than any wall-clock
+    bound (a 5 ms one let a stop land there: the store ran twice), while a thread that runs
+    leaves that window within microseconds of CPU.
   Records are kept per pc, so an interrupt taken before the resume (its handler making
   accesses of its own) does not lose the interrupted one. Limit: a Thumb access inside an IT
   block has no check after it (unicorn never stops inside one), so a stop lands later; its
@@ -173,6 +177,16 @@ class RunCounter:
         return min(int(counter), count)
 
 
+def _thread_cpu(ident: int | None) -> float | None:
+    """CPU time (seconds) a thread of this process has used, None if it is unknown."""
+    if ident is None:
+        return None
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, AttributeError, OverflowError):  # ended, or a platform without them
+        return None
+
+
 def struct_unpack(fmt: str, raw: bytes, off: int) -> int:
     import struct
 
@@ -193,9 +207,10 @@ _MMU_ERRORS = {
 }
 _RECHECK_S = 0.002
 # How long other threads hold back a stop while the instruction that made a side-effecting MMIO
-# access completes (a few instructions of C; the bound only matters if the OS parks the core's
-# thread right there, or if the firmware makes no MMIO access for that long afterwards: the
-# stop is then that much late).
+# access completes, in CPU time of the thread running the core (_gap_hold): completing takes a
+# few microseconds of C; the bound matters only if the firmware makes no MMIO access for that
+# long afterwards (the stop is then that much late). Time the OS parks the thread does not
+# count: a stop landing then would roll the access back and repeat it.
 _GAP_S = 0.005
 _REPLAYS_KEPT = 8
 # How long a kicking thread may run a borrowed core (run_inline) before the core's own thread
@@ -310,7 +325,12 @@ class Core(ABC, Closeable):
         self._run_answered: dict[int, list[tuple[Access, int]]] = {}  # answered this run, by pc
         self._stop_pending = False  # an emu_stop was asked for since this run began
         self._stop_wanted = False  # one was held back: take it at the next MMIO access
-        self._gap_until = 0.0  # other threads hold back emu_stop until then
+        # Nonzero (a serial) while the instruction that made a side-effecting access may not
+        # have passed unicorn's stop check yet: other threads hold back emu_stop (_gap_hold).
+        self._gap = 0
+        self._gap_serial = 0
+        self._gap_seen = 0  # the gap other threads measure (_gap_hold) ...
+        self._gap_cpu0 = 0.0  # ... and the runner's CPU time when they first saw it
         self.mmio_replays = 0  # repeated accesses answered from the record (tests)
         self.inline_runs = 0  # run_inline calls that ran the core (tests, benchmarks)
         self.inline_preempts = 0  # borrowers stopped after a whole slice
@@ -419,7 +439,7 @@ class Core(ABC, Closeable):
             self._run_answered = {}
             self._stop_pending = False
             self._stop_wanted = False
-            self._gap_until = 0.0
+            self._gap = 0
         self._thread = threading.Thread(target=self._run, name=f"core-{self.name}", daemon=True)
         self._thread.start()
 
@@ -594,11 +614,28 @@ class Core(ABC, Closeable):
                 return
             self._inline_expired = True
             self.inline_preempts += 1
-            if self._gap_until > time.monotonic():
+            if self._gap_hold() > 0:
                 self._stop_wanted = True  # at the borrower's next MMIO access
             else:
                 self._stop_pending = True
                 self.uc.emu_stop()
+
+    def _gap_hold(self) -> float:
+        """How much longer (seconds of the runner's CPU time) other threads must hold back a
+        stop: 0 when no side-effecting access is completing. Called with ``_mmio_lock`` held.
+
+        Measured on the thread inside ``emu_start``: while the OS parks it, it cannot pass
+        unicorn's check, so the hold must not run out (module docstring)."""
+        gap = self._gap
+        if not gap:
+            return 0.0
+        used = _thread_cpu(self._runner)
+        if used is None:
+            return 0.0  # the runner is gone: its run is over
+        if self._gap_seen != gap:
+            self._gap_seen = gap
+            self._gap_cpu0 = used
+        return max(_GAP_S - (used - self._gap_cpu0), 0.0)
 
     def _recheck(self, gen: int) -> None:
         self._stop_for(gen, force=False)
@@ -610,7 +647,7 @@ class Core(ABC, Closeable):
                 return
             if not force and self._entered_gen >= gen:
                 return
-            hold = self._gap_until - time.monotonic()
+            hold = self._gap_hold()
             if hold > 0:
                 self._stop_wanted = True  # the core's next MMIO access takes it
                 delay = hold
@@ -674,8 +711,11 @@ class Core(ABC, Closeable):
                                           self.io.read_changes_state)
             else:  # the common case, kept short: nothing to repeat, no stop on its way
                 value = self.io.read(offset, size)
-                self._gap_until = (time.monotonic() + _GAP_S
-                                   if self.io.read_changes_state(offset, value) else 0.0)
+                if self.io.read_changes_state(offset, value):
+                    self._gap_serial += 1
+                    self._gap = self._gap_serial
+                else:
+                    self._gap = 0
         return value & ((1 << (8 * size)) - 1) if size < 4 else value
 
     def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, base: int) -> None:
@@ -686,7 +726,8 @@ class Core(ABC, Closeable):
                                   lambda: self._io_write(offset, value, size))
             else:  # the common case (see _mmio_read)
                 self.io.write(offset, value, size)
-                self._gap_until = time.monotonic() + _GAP_S
+                self._gap_serial += 1
+                self._gap = self._gap_serial
 
     def _io_write(self, offset: int, value: int, size: int) -> int:
         self.io.write(offset, value, size)
@@ -702,7 +743,7 @@ class Core(ABC, Closeable):
         with self._mmio_lock:
             uc = self.uc
             assert uc is not None
-            self._gap_until = 0.0
+            self._gap = 0
             if self._stop_wanted and not self._stop_pending:
                 self._stop_wanted = False
                 self._stop_pending = True
@@ -719,7 +760,8 @@ class Core(ABC, Closeable):
                         else:
                             rec.done += 1
                             self._run_answered.setdefault(pc, []).append((access, result))
-                            self._gap_until = time.monotonic() + _GAP_S
+                            self._gap_serial += 1
+                            self._gap = self._gap_serial
                         return result
             result = perform()
             if access[1] or (changes_state is not None and changes_state(access[2], result)):
@@ -729,7 +771,8 @@ class Core(ABC, Closeable):
                     self._run_new.append((access, result))
                     uc.emu_stop()
                 else:
-                    self._gap_until = time.monotonic() + _GAP_S
+                    self._gap_serial += 1
+                    self._gap = self._gap_serial
             return result
 
     def _settle_mmio(self, began: int) -> bool:
@@ -739,7 +782,7 @@ class Core(ABC, Closeable):
             stopped = self._stop_pending
             self._stop_pending = False
             self._stop_wanted = False  # the run ended: whoever held back rechecks anyway
-            self._gap_until = 0.0
+            self._gap = 0
             new, self._run_new = self._run_new, []
             answered, self._run_answered = self._run_answered, {}
             if not new and not self._replays:
