@@ -139,3 +139,29 @@ def child_env() -> dict[str, str]:
 def _readers(abi: Abi) -> int:
     assert abi.tree is not None
     return len(abi.tree._readers)
+
+
+@pytest.mark.parametrize("code", [errno.ENOTCONN, errno.ECONNABORTED])
+def test_stream_ends_when_rprocd_goes_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           code: int) -> None:
+    """A read of the events file whose FUSE connection is gone ends the stream: ENOTCONN once
+    unmounted, ECONNABORTED for the read the kernel aborts while tearing the connection down
+    (seen from `rproc watch` during `rproc down`). Any other errno stays an error."""
+    events = tmp_path / "rprocd" / "events"
+    events.parent.mkdir()
+    events.write_bytes(b"")
+    stream = EventStream(tmp_path)
+    real_read = os.read
+
+    def gone(fd: int, n: int) -> bytes:
+        if fd == stream.fileno():
+            raise OSError(code, os.strerror(code))
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", gone)
+    try:
+        assert stream.next(timeout=1.0) is None
+        assert stream.ended
+    finally:
+        monkeypatch.undo()
+        stream.close()

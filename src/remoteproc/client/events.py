@@ -38,6 +38,10 @@ EVENTS_FILE = "rprocd/events"
 _READ_SIZE = 65536
 
 
+# errnos of a read whose rprocd is gone (the end of the stream, not an error)
+_SERVER_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV, errno.EIO})
+
+
 @dataclass(frozen=True)
 class ProcessorEvent:
     """One event of rprocd's core. ``kind``: ``state``, ``crash`` (``detail`` = the crash type),
@@ -152,7 +156,9 @@ class EventStream(Closeable):
             except BlockingIOError:
                 continue
             except OSError as exc:
-                if exc.errno in (errno.ENOTCONN, errno.ENODEV, errno.EIO):
+                # rprocd went away: its FUSE connection is gone (ENOTCONN once unmounted,
+                # ECONNABORTED for a read the kernel aborted as it tore the connection down).
+                if exc.errno in _SERVER_GONE:
                     self.ended = True
                     return None
                 raise RprocError(exc.errno or errno.EIO, f"cannot read the event stream: "
