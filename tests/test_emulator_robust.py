@@ -31,6 +31,7 @@ from remoteproc.core.states import State
 from remoteproc.errors import RprocError
 from remoteproc.platforms.emulator import EmulatorPlatform, parse_machine
 from remoteproc.platforms.emulator.cores.cpu import CoreState, HostLink
+from remoteproc.platforms.emulator.platform import EmulatedProcessor
 
 FW_DIR = Path(__file__).resolve().parents[1] / "src" / "remoteproc" / "data" / "firmware"
 
@@ -200,12 +201,23 @@ def test_mmio_accesses_happen_once_while_other_threads_stop_the_core(arch: str) 
     assert replays > 0, "no stop landed after an MMIO access"
 
 
-def _print_under_kicks(arch: str) -> int:
-    """Run the printer while another thread kicks it; check every access happened once."""
+def _printer_platform(arch: str) -> EmulatorPlatform:
+    """One core of ``arch`` beside DDR at 0x80000000, where the printer reads its line count."""
     cpu = "cortex-m4" if arch == "m4" else "rv32imac"
     text = ("[ddr]\nbase = 0x80000000\nsize = 0x1000000\n"
             f"[[core]]\nname = 'c0'\ncpu = '{cpu}'\n")
-    with EmulatorPlatform(parse_machine(text)) as plat:
+    return EmulatorPlatform(parse_machine(text))
+
+
+def _word(proc: EmulatedProcessor, da: int) -> int:
+    view = proc.translate(da, 4)
+    assert view is not None
+    return int(struct.unpack("<I", view)[0])
+
+
+def _print_under_kicks(arch: str) -> int:
+    """Run the printer while another thread kicks it; check every access happened once."""
+    with _printer_platform(arch) as plat:
         proc = plat["c0"]
         lines: list[str] = []
         kicks: list[int] = []
@@ -227,23 +239,18 @@ def _print_under_kicks(arch: str) -> int:
                     sent.append(i)
                 time.sleep(0.0002)
 
-        def word(da: int) -> int:
-            view = proc.translate(da, 4)
-            assert view is not None
-            return int(struct.unpack("<I", view)[0])
-
         proc.boot_preloaded(f"printer-{arch}", build_printer(arch))  # resets the FIFO
         thread = threading.Thread(target=hammer)
         thread.start()
         try:
-            wait_until(lambda: word(0x8000_0004) == LINES + 1, what="printing")
+            wait_until(lambda: _word(proc, 0x8000_0004) == LINES + 1, what="printing")
         finally:
             done.set()
             thread.join()
         # the handler adds to the total, then counts: wait for both
-        wait_until(lambda: (word(0x2000_0008), word(0x2000_0000)) == (len(sent), sum(sent)),
-                   what="drain")
-        total, count = word(0x2000_0000), word(0x2000_0008)
+        wait_until(lambda: (_word(proc, 0x2000_0008), _word(proc, 0x2000_0000))
+                   == (len(sent), sum(sent)), what="drain")
+        total, count = _word(proc, 0x2000_0000), _word(proc, 0x2000_0008)
         assert proc.core.state is CoreState.RUNNING
         bad = [line for line in lines if line != LETTERS]
         assert not bad, f"console lines not printed by the firmware: {bad[:5]}"
@@ -260,10 +267,7 @@ def test_a_stop_made_while_the_core_thread_is_parked_after_a_store_repeats_nothi
     # loaded host) for longer than any wall-clock bound; a stop made meanwhile rolls the store
     # back and it runs again. Here the thread is parked right after the 5th console store while
     # another thread keeps stopping the core for 50 ms (ten times the old 5 ms hold).
-    cpu = "cortex-m4" if arch == "m4" else "rv32imac"
-    text = ("[ddr]\nbase = 0x80000000\nsize = 0x1000000\n"
-            f"[[core]]\nname = 'c0'\ncpu = '{cpu}'\n")
-    with EmulatorPlatform(parse_machine(text)) as plat:
+    with _printer_platform(arch) as plat:
         proc = plat["c0"]
         core = proc.core
         lines: list[str] = []
@@ -295,13 +299,8 @@ def test_a_stop_made_while_the_core_thread_is_parked_after_a_store_repeats_nothi
 
         monkeypatch.setattr(core, "_mmio_write", parked)  # unicorn gets it at boot
 
-        def word(da: int) -> int:
-            view = proc.translate(da, 4)
-            assert view is not None
-            return int(struct.unpack("<I", view)[0])
-
         proc.boot_preloaded(f"printer-{arch}", build_printer(arch))
-        wait_until(lambda: word(0x8000_0004) == 4, what="printing")
+        wait_until(lambda: _word(proc, 0x8000_0004) == 4, what="printing")
         assert stopped > 0
         assert lines == [LETTERS] * 3, f"console lines: {lines}"
         assert core.state is CoreState.RUNNING
@@ -317,10 +316,7 @@ def test_a_stop_at_the_second_store_of_a_block_is_answered_once(
     # held back after the first (_stop_wanted, as for a stop made during its gap) is taken at
     # the second, which unicorn rolls back; its repetition must be answered from the record,
     # and the first store must not run again.
-    cpu = "cortex-m4" if arch == "m4" else "rv32imac"
-    text = ("[ddr]\nbase = 0x80000000\nsize = 0x1000000\n"
-            f"[[core]]\nname = 'c0'\ncpu = '{cpu}'\n")
-    with EmulatorPlatform(parse_machine(text)) as plat:
+    with _printer_platform(arch) as plat:
         proc = plat["c0"]
         core = proc.core
         lines: list[str] = []
@@ -341,13 +337,8 @@ def test_a_stop_at_the_second_store_of_a_block_is_answered_once(
 
         monkeypatch.setattr(core, "_mmio_write", stop_after_newline)
 
-        def word(da: int) -> int:
-            view = proc.translate(da, 4)
-            assert view is not None
-            return int(struct.unpack("<I", view)[0])
-
         proc.boot_preloaded(f"printer-{arch}", build_printer(arch))
-        wait_until(lambda: word(0x8000_0004) == 4, what="printing")
+        wait_until(lambda: _word(proc, 0x8000_0004) == 4, what="printing")
         assert lines == [LETTERS] * 3, f"console lines: {lines}"
         assert kicks == [1, 2, 3]
         assert core.mmio_replays >= 3
