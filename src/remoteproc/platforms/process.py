@@ -73,7 +73,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from remoteproc.closing import Closeable
@@ -426,19 +426,26 @@ class ProcessPlatform(Closeable):
                 )
         return regions
 
-    def _prepare(self, rproc: Rproc) -> None:
-        regions = self._regions()
+    @contextlib.contextmanager
+    def _launching(self) -> Iterator[bool]:
+        """Around a step that may launch the remote (connecting to it does): yields whether
+        it will, and on failure disconnects and stops the remote it launched (a launcher must
+        not leave one behind; the core's unwind of a failed prepare or start calls neither
+        unprepare nor stop)."""
         launched = self.command is not None and self._sock is None and not self.remote_alive
         try:
-            self._ensure_connected()
-            shm = self._map()
+            yield launched
         except BaseException:
-            # The core does not unprepare after a failed prepare: undo it all here, including
-            # a remote launched for this attach (a launcher must not leave it behind).
             self._disconnect()
             if launched:
                 self._abandon_launch()
             raise
+
+    def _prepare(self, rproc: Rproc) -> None:
+        regions = self._regions()
+        with self._launching() as launched:
+            self._ensure_connected()
+            shm = self._map()
         # Until ops.attach runs, an unwinding attach must also stop what this one launched.
         self._launched_for_attach = launched
         for name, da, size in regions:
@@ -470,16 +477,8 @@ class ProcessPlatform(Closeable):
         # wait for whoever restarts it) and listen to it again.
         self.rproc = rproc
         self._launched_for_attach = False
-        launched = self.command is not None and self._sock is None and not self.remote_alive
-        try:
+        with self._launching():
             self._start_reader(rproc)
-        except BaseException:
-            # A remote launched for this start that never accepted is stopped here: the
-            # core's unwind of a failed start does not call stop.
-            self._disconnect()
-            if launched:
-                self._abandon_launch()
-            raise
 
     def _stop(self, rproc: Rproc) -> None:
         self._disconnect()

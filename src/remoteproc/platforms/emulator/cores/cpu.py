@@ -409,8 +409,8 @@ class Core(ABC, Closeable):
         if self._thread is not None:
             self.stop()
         uc = self._new_uc()
-        # Used only by the thread that runs the core (its own or a borrower), or under _cv
-        # while nobody runs it: the same rule as the Uc's registers (its buffers are shared).
+        # The thread that runs the core (its own or a borrower) moves registers through it;
+        # others (a crash report) may too: RegAccess locks the buffers it reuses.
         self.regs = RegAccess(uc, self._reg_bits())
         for r in self.amap:
             uc.mem_map_ptr(r.da, r.size, UC_PROT_ALL, r.host_addr)
